@@ -1,0 +1,125 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrInvalid means the user name or password is wrong. It does not say
+// which.
+var ErrInvalid = errors.New("auth: invalid credentials")
+
+// ErrThrottled means too many recent failures from this client address or
+// for this account: the caller should answer with a temporary error.
+var ErrThrottled = errors.New("auth: too many failed attempts, try again later")
+
+// Store gives the password hash of an account.
+type Store interface {
+	PasswordHash(address string) (hash string, ok bool)
+}
+
+// Authenticator checks credentials against a Store, with throttling and a
+// verification cache.
+type Authenticator struct {
+	store    Store
+	throttle *Throttle
+
+	key     [32]byte
+	mu      sync.Mutex
+	cache   map[string]cacheEntry
+	now     func() time.Time
+	cacheTT time.Duration
+}
+
+type cacheEntry struct {
+	mac     [32]byte
+	expires time.Time
+}
+
+// New returns an Authenticator. throttle may be shared with other
+// protocols; nil disables throttling (tests only).
+func New(store Store, throttle *Throttle) *Authenticator {
+	a := &Authenticator{store: store, throttle: throttle, cache: map[string]cacheEntry{}, now: time.Now, cacheTT: 5 * time.Minute}
+	if _, err := rand.Read(a.key[:]); err != nil {
+		panic("auth: no randomness: " + err.Error())
+	}
+	return a
+}
+
+// Throttle returns the failure throttle (shared with POP3).
+func (a *Authenticator) Throttle() *Throttle { return a.throttle }
+
+// FlushCache forgets cached verifications (after a reload).
+func (a *Authenticator) FlushCache() {
+	a.mu.Lock()
+	a.cache = map[string]cacheEntry{}
+	a.mu.Unlock()
+}
+
+func (a *Authenticator) mac(user, hash, password string) [32]byte {
+	m := hmac.New(sha256.New, a.key[:])
+	m.Write([]byte(user))
+	m.Write([]byte{0})
+	m.Write([]byte(hash))
+	m.Write([]byte{0})
+	m.Write([]byte(password))
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+// Authenticate checks username/password for a client at remote and returns
+// the canonical account address. Failures count toward the throttle for
+// both the client address and the account, and each failure past the
+// allowance is answered more slowly.
+func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error) {
+	user := strings.ToLower(strings.TrimSpace(username))
+	if a.throttle != nil {
+		if err := a.throttle.Check(remote, user); err != nil {
+			return "", err
+		}
+	}
+	hash, ok := a.store.PasswordHash(user)
+	if ok {
+		mac := a.mac(user, hash, password)
+		a.mu.Lock()
+		e, hit := a.cache[user]
+		a.mu.Unlock()
+		if hit && a.now().Before(e.expires) && hmac.Equal(e.mac[:], mac[:]) {
+			return user, nil
+		}
+		if CheckPassword(hash, password) {
+			a.mu.Lock()
+			if len(a.cache) > 100000 {
+				a.cache = map[string]cacheEntry{}
+			}
+			a.cache[user] = cacheEntry{mac: mac, expires: a.now().Add(a.cacheTT)}
+			a.mu.Unlock()
+			if a.throttle != nil {
+				a.throttle.Success(remote, user)
+			}
+			return user, nil
+		}
+	} else {
+		CheckPassword(dummyHash, password)
+	}
+	if a.throttle != nil {
+		delay := a.throttle.Failure(remote, user)
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+	}
+	return "", ErrInvalid
+}

@@ -1,0 +1,80 @@
+package cli
+
+// configTemplate is the commented kanmon.toml that `kanmon init` writes.
+// Every setting is present with its safe default.
+const configTemplate = `# kanmon configuration. Relative paths are relative to this file.
+# Check it with: kanmon check-config --config {{.Path}}
+
+# Name this server gives in its greeting and Received: lines.
+hostname = "{{.Hostname}}"
+
+# Domains whose mail is delivered to local accounts here.
+domains = [{{.Domains}}]
+
+# Partner domains this server accepts mail for and forwards (backup MX).
+# Mail for them is accepted from anyone, like local mail, and queued.
+relay_domains = []
+
+# Client networks allowed to relay without authentication, e.g.
+# ["192.0.2.0/24", "2001:db8::/48"]. Empty by default: even loopback is
+# not trusted unless listed. Prefer SMTP AUTH on the submission port.
+trusted_networks = []
+
+# Where the account database, the queue and the Maildirs live.
+data_dir = "data"
+
+# Logs: "json" (for kanmon trace) or "text"; level debug, info, warn, error.
+log_format = "json"
+log_level = "info"
+# Log to this file instead of stderr ("" = stderr).
+log_file = ""
+
+[listeners]
+# Each listener is off when its address is "".
+mx = "{{.MX}}"                 # port 25 role: mail from other servers, no AUTH
+submission = "{{.Submission}}" # port 587 role: STARTTLS, then AUTH, then MAIL
+smtps = "{{.SMTPS}}"           # port 465 role: implicit TLS, AUTH required
+pop3 = "{{.POP3}}"             # port 110 role: STLS before login
+pop3s = "{{.POP3S}}"           # port 995 role: implicit TLS
+admin = "{{.Admin}}"           # /healthz and /metrics; keep it on loopback
+
+[tls]
+cert = "{{.Cert}}"
+key = "{{.Key}}"
+
+[limits]
+max_message_size = "25MiB"      # advertised in SIZE; 552 5.3.4 above it
+max_line_length = 2048          # command lines (RFC 5321 allows 512)
+max_data_line_length = 65536    # lines inside a message
+max_recipients = 100            # per message; 452 4.5.3 above it
+max_errors = 5                  # rejected commands before 421 and close
+max_commands = 10000            # commands per connection
+command_timeout = "5m"          # RFC 5321 4.5.3.2
+data_timeout = "10m"
+max_connections = 1000
+max_connections_per_ip = 20
+auth_max_failures = 10          # failed logins per address or account ...
+auth_failure_window = "15m"     # ... within this window before 454 4.7.0
+
+[queue]
+max_messages = 100000           # above any of these bounds new mail gets
+max_size = "4GiB"               # 452 4.3.1 (temporary): nothing is dropped
+min_free_space = "512MiB"
+workers = 16
+retry_min = "5m"
+retry_max = "4h"
+expire = "120h"
+
+[policy]
+# Refuse mail from outside that claims one of our domains as its envelope
+# sender (our users send through submission).
+reject_forged_local_sender = true
+
+[pop3]
+allow_plaintext_auth = false    # never let passwords cross the network in clear
+idle_timeout = "10m"            # RFC 1939 autologout
+# POP-before-SMTP (legacy, off): a POP3 login lets that address relay for
+# this long, e.g. "10m". SMTP AUTH is better: see the README.
+pop_before_smtp = "0s"
+pop_before_smtp_on_mx = false
+`

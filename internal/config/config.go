@@ -1,0 +1,487 @@
+// Package config reads, defaults and validates kanmon's TOML configuration.
+//
+// Relative paths in the file are resolved against the directory holding
+// the file, so a config directory can be moved as a whole. Validation
+// reports every error at once, each with its key and line.
+//
+// SECURITY: the defaults are the safe ones (law 7): no trusted networks,
+// AUTH only over TLS, listeners on loopback unless configured otherwise.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a time.Duration written as "10m", "30s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (examples: 30s, 10m, 4h)", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration back.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Size is a byte count written as a number or "25MiB", "512KiB", "1GiB".
+type Size int64
+
+// UnmarshalText parses a size.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	if err != nil {
+		return err
+	}
+	*s = Size(v)
+	return nil
+}
+
+// ParseSize parses "1024", "64KiB", "25MiB", "1GiB" (also KB/MB/GB as powers of 1000).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			mult = u.m
+			t = strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (examples: 1048576, 512KiB, 25MiB, 1GiB)", s)
+	}
+	return n * mult, nil
+}
+
+// Listeners holds the listen address of each service; empty means off.
+type Listeners struct {
+	MX         string `toml:"mx"`
+	Submission string `toml:"submission"`
+	SMTPS      string `toml:"smtps"`
+	POP3       string `toml:"pop3"`
+	POP3S      string `toml:"pop3s"`
+	Admin      string `toml:"admin"`
+}
+
+// TLS names the certificate files.
+type TLS struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// Limits bounds every input (law 5).
+type Limits struct {
+	MaxMessageSize      Size     `toml:"max_message_size"`
+	MaxLineLength       int      `toml:"max_line_length"`
+	MaxDataLineLength   int      `toml:"max_data_line_length"`
+	MaxRecipients       int      `toml:"max_recipients"`
+	MaxErrors           int      `toml:"max_errors"`
+	MaxCommands         int      `toml:"max_commands"`
+	CommandTimeout      Duration `toml:"command_timeout"`
+	DataTimeout         Duration `toml:"data_timeout"`
+	MaxConnections      int      `toml:"max_connections"`
+	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
+	AuthMaxFailures     int      `toml:"auth_max_failures"`
+	AuthFailureWindow   Duration `toml:"auth_failure_window"`
+}
+
+// Queue bounds the spool.
+type Queue struct {
+	MaxMessages  int      `toml:"max_messages"`
+	MaxSize      Size     `toml:"max_size"`
+	MinFreeSpace Size     `toml:"min_free_space"`
+	Workers      int      `toml:"workers"`
+	RetryMin     Duration `toml:"retry_min"`
+	RetryMax     Duration `toml:"retry_max"`
+	Expire       Duration `toml:"expire"`
+}
+
+// Policy switches optional checks.
+type Policy struct {
+	RejectForgedLocalSender bool `toml:"reject_forged_local_sender"`
+}
+
+// POP3 configures the POP3 listeners.
+type POP3 struct {
+	AllowPlaintextAuth bool     `toml:"allow_plaintext_auth"`
+	IdleTimeout        Duration `toml:"idle_timeout"`
+	PopBeforeSMTP      Duration `toml:"pop_before_smtp"`
+	PopBeforeSMTPOnMX  bool     `toml:"pop_before_smtp_on_mx"`
+}
+
+// Config is the whole configuration.
+type Config struct {
+	Hostname        string    `toml:"hostname"`
+	Domains         []string  `toml:"domains"`
+	RelayDomains    []string  `toml:"relay_domains"`
+	TrustedNetworks []string  `toml:"trusted_networks"`
+	DataDir         string    `toml:"data_dir"`
+	LogFormat       string    `toml:"log_format"`
+	LogLevel        string    `toml:"log_level"`
+	LogFile         string    `toml:"log_file"`
+	Listeners       Listeners `toml:"listeners"`
+	TLS             TLS       `toml:"tls"`
+	Limits          Limits    `toml:"limits"`
+	Queue           Queue     `toml:"queue"`
+	Policy          Policy    `toml:"policy"`
+	POP3            POP3      `toml:"pop3"`
+
+	// Path is the file this config was read from ("" for embedded defaults).
+	Path string `toml:"-"`
+	// Trusted is TrustedNetworks parsed.
+	Trusted []netip.Prefix `toml:"-"`
+}
+
+// Default returns the configuration used when a key is absent.
+func Default() *Config {
+	return &Config{
+		Hostname:  "localhost",
+		DataDir:   "kanmon-data",
+		LogFormat: "json",
+		LogLevel:  "info",
+		Listeners: Listeners{
+			MX:         "127.0.0.1:2525",
+			Submission: "127.0.0.1:2587",
+			SMTPS:      "127.0.0.1:2465",
+			POP3:       "127.0.0.1:2110",
+			POP3S:      "127.0.0.1:2995",
+			Admin:      "127.0.0.1:8025",
+		},
+		TLS: TLS{Cert: "cert.pem", Key: "key.pem"},
+		Limits: Limits{
+			MaxMessageSize:      25 << 20,
+			MaxLineLength:       2048,
+			MaxDataLineLength:   65536,
+			MaxRecipients:       100,
+			MaxErrors:           5,
+			MaxCommands:         10000,
+			CommandTimeout:      Duration{5 * time.Minute},
+			DataTimeout:         Duration{10 * time.Minute},
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 20,
+			AuthMaxFailures:     10,
+			AuthFailureWindow:   Duration{15 * time.Minute},
+		},
+		Queue: Queue{
+			MaxMessages:  100000,
+			MaxSize:      4 << 30,
+			MinFreeSpace: 512 << 20,
+			Workers:      16,
+			RetryMin:     Duration{5 * time.Minute},
+			RetryMax:     Duration{4 * time.Hour},
+			Expire:       Duration{5 * 24 * time.Hour},
+		},
+		Policy: Policy{RejectForgedLocalSender: true},
+		POP3:   POP3{IdleTimeout: Duration{10 * time.Minute}},
+	}
+}
+
+// Load reads path over the defaults and validates the result.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(raw, path)
+}
+
+// Parse decodes TOML text (path is used for messages and relative paths).
+func Parse(raw []byte, path string) (*Config, error) {
+	c := Default()
+	md, err := toml.Decode(string(raw), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Errors{Path: path, List: []FieldError{{Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message}}}
+		}
+		return nil, &Errors{Path: path, List: []FieldError{{Msg: err.Error()}}}
+	}
+	c.Path = path
+	errs := &Errors{Path: path}
+	for _, k := range md.Undecoded() {
+		errs.add(raw, k.String(), "unknown setting (misspelled?)")
+	}
+	c.validate(raw, errs)
+	if len(errs.List) > 0 {
+		return nil, errs
+	}
+	c.resolvePaths()
+	return c, nil
+}
+
+// FieldError is one validation problem.
+type FieldError struct {
+	Key  string
+	Line int
+	Msg  string
+}
+
+// Errors lists every problem found in a config file.
+type Errors struct {
+	Path string
+	List []FieldError
+}
+
+func (e *Errors) Error() string {
+	var b strings.Builder
+	for i, f := range e.List {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		loc := e.Path
+		if f.Line > 0 {
+			loc += ":" + strconv.Itoa(f.Line)
+		}
+		if f.Key != "" {
+			fmt.Fprintf(&b, "%s: %s: %s", loc, f.Key, f.Msg)
+		} else {
+			fmt.Fprintf(&b, "%s: %s", loc, f.Msg)
+		}
+	}
+	return b.String()
+}
+
+func (e *Errors) add(raw []byte, key, msg string) {
+	e.List = append(e.List, FieldError{Key: key, Line: lineOf(raw, key), Msg: msg})
+}
+
+// lineOf finds the line that sets key ("table.name") in raw, or 0.
+func lineOf(raw []byte, key string) int {
+	table, name := "", key
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		table, name = key[:i], key[i+1:]
+	}
+	cur := ""
+	for i, line := range strings.Split(string(raw), "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") {
+			cur = strings.TrimSpace(strings.Trim(t, "[]"))
+			continue
+		}
+		if cur != table {
+			continue
+		}
+		if k, _, ok := strings.Cut(t, "="); ok && strings.Trim(strings.TrimSpace(k), `"`) == name {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func (c *Config) validate(raw []byte, e *Errors) {
+	if !validHostname(c.Hostname) {
+		e.add(raw, "hostname", fmt.Sprintf("%q is not a valid host name", c.Hostname))
+	}
+	for _, d := range c.Domains {
+		if !validHostname(d) && !validLiteral(d) {
+			e.add(raw, "domains", fmt.Sprintf("%q is not a valid domain", d))
+		}
+	}
+	for _, d := range c.RelayDomains {
+		if !validHostname(d) {
+			e.add(raw, "relay_domains", fmt.Sprintf("%q is not a valid domain", d))
+		}
+		for _, l := range c.Domains {
+			if strings.EqualFold(l, d) {
+				e.add(raw, "relay_domains", fmt.Sprintf("%q is also in domains: a domain is either local or relayed", d))
+			}
+		}
+	}
+	c.Trusted = nil
+	for _, n := range c.TrustedNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(n); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				e.add(raw, "trusted_networks", fmt.Sprintf("%q is not an address or CIDR network (examples: 192.0.2.0/24, 2001:db8::/32)", n))
+				continue
+			}
+		}
+		if p.Bits() == 0 {
+			e.add(raw, "trusted_networks", fmt.Sprintf("%q trusts every address on the Internet: that makes an open relay", n))
+			continue
+		}
+		c.Trusted = append(c.Trusted, p.Masked())
+	}
+	if c.DataDir == "" {
+		e.add(raw, "data_dir", "must be set")
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		e.add(raw, "log_format", fmt.Sprintf("%q: use \"json\" or \"text\"", c.LogFormat))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		e.add(raw, "log_level", fmt.Sprintf("%q: use debug, info, warn or error", c.LogLevel))
+	}
+	for _, l := range []struct{ key, addr string }{
+		{"listeners.mx", c.Listeners.MX}, {"listeners.submission", c.Listeners.Submission},
+		{"listeners.smtps", c.Listeners.SMTPS}, {"listeners.pop3", c.Listeners.POP3},
+		{"listeners.pop3s", c.Listeners.POP3S}, {"listeners.admin", c.Listeners.Admin},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(l.addr); err != nil {
+			e.add(raw, l.key, fmt.Sprintf("%q is not HOST:PORT", l.addr))
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			e.add(raw, l.key, fmt.Sprintf("port %q is not a number from 0 to 65535", port))
+		}
+	}
+	needTLS := c.Listeners.Submission != "" || c.Listeners.SMTPS != "" || c.Listeners.POP3S != "" || c.Listeners.POP3 != ""
+	if needTLS && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		e.add(raw, "tls.cert", "submission, smtps and POP3 need a certificate and key (tls.cert, tls.key)")
+	}
+	l := c.Limits
+	positive := []struct {
+		key string
+		v   int64
+		min int64
+	}{
+		{"limits.max_message_size", int64(l.MaxMessageSize), 1024},
+		{"limits.max_line_length", int64(l.MaxLineLength), 512},
+		{"limits.max_data_line_length", int64(l.MaxDataLineLength), 1000},
+		{"limits.max_recipients", int64(l.MaxRecipients), 1},
+		{"limits.max_errors", int64(l.MaxErrors), 1},
+		{"limits.max_commands", int64(l.MaxCommands), 10},
+		{"limits.max_connections", int64(l.MaxConnections), 1},
+		{"limits.max_connections_per_ip", int64(l.MaxConnectionsPerIP), 1},
+		{"limits.auth_max_failures", int64(l.AuthMaxFailures), 1},
+		{"queue.max_messages", int64(c.Queue.MaxMessages), 1},
+		{"queue.max_size", int64(c.Queue.MaxSize), 1 << 20},
+		{"queue.workers", int64(c.Queue.Workers), 1},
+	}
+	for _, p := range positive {
+		if p.v < p.min {
+			e.add(raw, p.key, fmt.Sprintf("must be at least %d (a zero or negative bound would mean no bound)", p.min))
+		}
+	}
+	if l.MaxLineLength > 1<<20 {
+		e.add(raw, "limits.max_line_length", "must be at most 1048576")
+	}
+	if l.MaxDataLineLength > 1<<24 {
+		e.add(raw, "limits.max_data_line_length", "must be at most 16777216")
+	}
+	durations := []struct {
+		key string
+		d   time.Duration
+		min time.Duration
+	}{
+		{"limits.command_timeout", l.CommandTimeout.Duration, time.Second},
+		{"limits.data_timeout", l.DataTimeout.Duration, time.Second},
+		{"limits.auth_failure_window", l.AuthFailureWindow.Duration, time.Second},
+		{"queue.retry_min", c.Queue.RetryMin.Duration, time.Second},
+		{"queue.retry_max", c.Queue.RetryMax.Duration, time.Second},
+		{"queue.expire", c.Queue.Expire.Duration, time.Minute},
+		{"pop3.idle_timeout", c.POP3.IdleTimeout.Duration, time.Second},
+	}
+	for _, d := range durations {
+		if d.d < d.min {
+			e.add(raw, d.key, fmt.Sprintf("must be at least %s", d.min))
+		}
+	}
+	if c.POP3.PopBeforeSMTP.Duration < 0 {
+		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
+	}
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i] | 0x20
+			if !(ch >= 'a' && ch <= 'z' || label[i] >= '0' && label[i] <= '9' || label[i] == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validLiteral(d string) bool {
+	if !strings.HasPrefix(d, "[") || !strings.HasSuffix(d, "]") {
+		return false
+	}
+	in := strings.TrimPrefix(d[1:len(d)-1], "IPv6:")
+	_, err := netip.ParseAddr(in)
+	return err == nil
+}
+
+// resolvePaths makes relative paths absolute against the config file's
+// directory (or the working directory for embedded defaults).
+func (c *Config) resolvePaths() {
+	base := "."
+	if c.Path != "" {
+		base = filepath.Dir(c.Path)
+	}
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		r, err := filepath.Abs(filepath.Join(base, p))
+		if err != nil {
+			return filepath.Join(base, p)
+		}
+		return r
+	}
+	c.DataDir = abs(c.DataDir)
+	c.TLS.Cert = abs(c.TLS.Cert)
+	c.TLS.Key = abs(c.TLS.Key)
+	c.LogFile = abs(c.LogFile)
+}
+
+// Finish validates and resolves a config built in code (the embedded
+// defaults); Load and Parse call the same steps.
+func (c *Config) Finish() error {
+	errs := &Errors{Path: "(defaults)"}
+	c.validate(nil, errs)
+	if len(errs.List) > 0 {
+		return errs
+	}
+	c.resolvePaths()
+	return nil
+}
+
+// IsTrusted reports whether ip is in a trusted network.
+func (c *Config) IsTrusted(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range c.Trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Paths under the data directory.
+func (c *Config) DBPath() string     { return filepath.Join(c.DataDir, "kanmon.db") }
+func (c *Config) QueueDir() string   { return filepath.Join(c.DataDir, "queue") }
+func (c *Config) MailRoot() string   { return filepath.Join(c.DataDir, "mail") }
+func (c *Config) SocketPath() string { return filepath.Join(c.DataDir, "kanmon.sock") }

@@ -1,0 +1,61 @@
+// Package metrics defines kanmon's Prometheus metrics, served on the admin
+// listener at /metrics.
+//
+// SECURITY: label values are fixed names (listeners, rules, commands we
+// know), never client-supplied strings, so a client cannot blow up the
+// number of series.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the collectors.
+type Metrics struct {
+	Registry      *prometheus.Registry
+	Connections   *prometheus.CounterVec // listener
+	Active        *prometheus.GaugeVec   // listener
+	Commands      *prometheus.CounterVec // listener, command
+	Accepted      *prometheus.CounterVec // listener
+	Rejected      *prometheus.CounterVec // rule
+	Deliveries    *prometheus.CounterVec // kind (local, remote), result
+	AcceptedBytes prometheus.Counter
+}
+
+// New registers kanmon's metrics. queueDepth and queueBytes are read at
+// scrape time.
+func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		Connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_connections_total", Help: "Connections accepted, by listener.",
+		}, []string{"listener"}),
+		Active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kanmon_connections_active", Help: "Connections open now, by listener.",
+		}, []string{"listener"}),
+		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_commands_total", Help: "Protocol commands received, by listener and command.",
+		}, []string{"listener", "command"}),
+		Accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_messages_accepted_total", Help: "Messages accepted into the queue, by listener.",
+		}, []string{"listener"}),
+		AcceptedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kanmon_messages_accepted_bytes_total", Help: "Bytes of messages accepted into the queue.",
+		}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_rejections_total", Help: "Rejections, by the rule that decided.",
+		}, []string{"rule"}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_deliveries_total", Help: "Delivery attempts per recipient, by kind and result.",
+		}, []string{"kind", "result"}),
+	}
+	r.MustRegister(m.Connections, m.Active, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_messages", Help: "Messages in the queue."}, queueDepth),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_bytes", Help: "Bytes in the queue."}, queueBytes),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}

@@ -1,0 +1,261 @@
+// Package server wires kanmon's parts together for `kanmon serve`: the
+// directory, the queue, the delivery scheduler, the SMTP, POP3 and admin
+// listeners, and the signals (SIGTERM drains, SIGHUP reloads).
+//
+// SECURITY: only the listeners with an address in the config are opened
+// (law 7); the admin listener is meant for loopback.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"crypto/tls"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"kanmon/internal/auth"
+	"kanmon/internal/config"
+	"kanmon/internal/delivery"
+	"kanmon/internal/directory"
+	"kanmon/internal/metrics"
+	"kanmon/internal/policy"
+	"kanmon/internal/queue"
+	"kanmon/internal/smtpd"
+	"kanmon/internal/tlsutil"
+)
+
+// Server is a running kanmon.
+type Server struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	dir   *directory.DB
+	spool *queue.Spool
+	auth  *auth.Authenticator
+	certs *tlsutil.Store
+	pol   *policy.Engine
+	smtp  *smtpd.Server
+	sched *delivery.Scheduler
+	met   *metrics.Metrics
+	admin *http.Server
+
+	extra []Service
+}
+
+// Service is another listener (POP3) run alongside SMTP.
+type Service interface {
+	Serve(ln net.Listener) error
+	Shutdown(ctx context.Context) error
+}
+
+// Open prepares everything and binds every configured listener, so a port
+// in use is reported before anything is served.
+func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log}
+	var err error
+	if s.dir, err = directory.Open(cfg.DBPath()); err != nil {
+		return nil, err
+	}
+	if s.spool, err = queue.Open(cfg.QueueDir(), queue.Limits{
+		MaxMessages: cfg.Queue.MaxMessages, MaxBytes: int64(cfg.Queue.MaxSize), MinFreeBytes: int64(cfg.Queue.MinFreeSpace),
+	}); err != nil {
+		return nil, err
+	}
+	if cfg.TLS.Cert != "" {
+		if s.certs, err = tlsutil.Load(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return nil, err
+		}
+	}
+	s.auth = auth.New(s.dir, auth.NewThrottle(auth.ThrottleConfig{
+		Window: cfg.Limits.AuthFailureWindow.Duration, FreeFailures: 3,
+		MaxFailures: cfg.Limits.AuthMaxFailures, MaxDelay: 8 * time.Second,
+	}))
+	s.met = metrics.New(
+		func() float64 { n, _ := s.spool.Len(); return float64(n) },
+		func() float64 { _, b := s.spool.Len(); return float64(b) },
+	)
+	s.pol = policy.NewEngine(s.domains(), s.dir, cfg.Policy.RejectForgedLocalSender)
+	s.sched = &delivery.Scheduler{
+		Spool: s.spool, MailRoot: cfg.MailRoot(), Log: log, Metrics: s.met, Workers: cfg.Queue.Workers,
+		RetryMin: cfg.Queue.RetryMin.Duration, RetryMax: cfg.Queue.RetryMax.Duration,
+	}
+	return s, nil
+}
+
+// domains builds the policy's domain lists from config and database.
+func (s *Server) domains() policy.Domains {
+	d := policy.Domains{Local: map[string]bool{}, Relay: map[string]bool{}}
+	for _, n := range s.cfg.Domains {
+		d.Local[strings.ToLower(n)] = true
+	}
+	for _, n := range s.dir.Domains() {
+		d.Local[n] = true
+	}
+	for _, n := range s.cfg.RelayDomains {
+		d.Relay[strings.ToLower(n)] = true
+	}
+	return d
+}
+
+// Dir gives the directory (for the first-run demo account).
+func (s *Server) Dir() *directory.DB { return s.dir }
+
+// Auth gives the authenticator (shared with POP3).
+func (s *Server) Auth() *auth.Authenticator { return s.auth }
+
+// TLSStore gives the certificate store (nil without TLS).
+func (s *Server) TLSStore() *tlsutil.Store { return s.certs }
+
+// AddService runs svc on addr alongside SMTP.
+func (s *Server) AddService(svc Service) { s.extra = append(s.extra, svc) }
+
+type bound struct {
+	name string
+	ln   net.Listener
+	run  func(net.Listener) error
+}
+
+// Run serves until SIGTERM/SIGINT (graceful drain) and reloads on SIGHUP.
+// extra maps listener names to services for the POP3 listeners.
+func (s *Server) Run(ctx context.Context, extra map[string]Service) error {
+	cfg := s.cfg
+	var tlsCfg = s.tlsConfig()
+	s.smtp = smtpd.New(smtpd.Deps{
+		Config: cfg, Dir: s.dir, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
+		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue,
+	})
+	var ls []bound
+	listen := func(name, addr string, run func(net.Listener) error) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+		}
+		ls = append(ls, bound{name, ln, run})
+		return nil
+	}
+	var errs []error
+	errs = append(errs, listen("mx", cfg.Listeners.MX, func(l net.Listener) error { return s.smtp.Serve(l, smtpd.RoleMX) }))
+	errs = append(errs, listen("submission", cfg.Listeners.Submission, func(l net.Listener) error { return s.smtp.Serve(l, smtpd.RoleSubmission) }))
+	errs = append(errs, listen("smtps", cfg.Listeners.SMTPS, func(l net.Listener) error { return s.smtp.Serve(l, smtpd.RoleSMTPS) }))
+	names := make([]string, 0, len(extra))
+	for n := range extra {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		svc := extra[n]
+		addr := map[string]string{"pop3": cfg.Listeners.POP3, "pop3s": cfg.Listeners.POP3S}[n]
+		errs = append(errs, listen(n, addr, svc.Serve))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{}))
+	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	errs = append(errs, listen("admin", cfg.Listeners.Admin, s.admin.Serve))
+	if err := errors.Join(errs...); err != nil {
+		for _, b := range ls {
+			b.ln.Close()
+		}
+		return err
+	}
+
+	schedCtx, stopSched := context.WithCancel(context.Background())
+	s.sched.Start(schedCtx)
+	for _, b := range ls {
+		s.log.Info("listen", "listener", b.name, "addr", b.ln.Addr().String())
+		go func() {
+			if err := b.run(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				s.log.Error("listener stopped", "listener", b.name, "err", err.Error())
+			}
+		}()
+	}
+	s.log.Info("ready", "hostname", cfg.Hostname, "domains", strings.Join(s.sortedDomains(), ","),
+		"relay_domains", strings.Join(cfg.RelayDomains, ","), "trusted_networks", strings.Join(cfg.TrustedNetworks, ","),
+		"data_dir", cfg.DataDir)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case <-ctx.Done():
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				s.reload()
+				continue
+			}
+			s.log.Info("shutdown", "signal", sig.String())
+		}
+		break
+	}
+	// Drain: stop accepting, let transactions in progress finish (their
+	// messages are committed before any 250), then stop delivery.
+	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.smtp.Shutdown(dctx)
+	for _, svc := range extra {
+		svc.Shutdown(dctx)
+	}
+	s.admin.Shutdown(dctx)
+	stopSched()
+	s.sched.Wait()
+	s.dir.Close()
+	s.log.Info("stopped")
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) tlsConfig() *tls.Config {
+	if s.certs == nil {
+		return nil
+	}
+	return s.certs.Config()
+}
+
+func (s *Server) sortedDomains() []string {
+	var out []string
+	for d := range s.domains().Local {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reload re-reads certificates and the directory, and the domain lists.
+func (s *Server) reload() {
+	if s.certs != nil {
+		if err := s.certs.Reload(); err != nil {
+			s.log.Error("reload", "what", "certificate", "err", err.Error())
+		} else {
+			s.log.Info("reload", "what", "certificate")
+		}
+	}
+	if err := s.dir.Reload(); err != nil {
+		s.log.Error("reload", "what", "directory", "err", err.Error())
+	} else {
+		s.auth.FlushCache()
+		s.pol.Domains = s.domains()
+		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
+	}
+}
