@@ -118,3 +118,4 @@ func (t *Throttle) Success(ip netip.Addr, user string) {
 	delete(t.entries, ipKey(ip))
 	t.mu.Unlock()
 }
+
