@@ -201,11 +201,7 @@ func cmdServe(args []string, env Env) error {
 			return err
 		}
 	}
-	extra, err := popServices(cfg, srv, log)
-	if err != nil {
-		return err
-	}
-	return srv.Run(context.Background(), extra)
+	return srv.Run(context.Background())
 }
 
 // demoAccount creates demo@localhost on the first demo run and prints its

@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -205,27 +207,83 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes TOML text (path is used for messages and relative paths).
+// It reports every problem it finds, not just the first: a value of the
+// wrong type is noted and removed, and decoding runs again.
 func Parse(raw []byte, path string) (*Config, error) {
-	c := Default()
-	md, err := toml.Decode(string(raw), c)
-	if err != nil {
+	var tree map[string]any
+	if _, err := toml.Decode(string(raw), &tree); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			return nil, &Errors{Path: path, List: []FieldError{{Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message}}}
 		}
 		return nil, &Errors{Path: path, List: []FieldError{{Msg: err.Error()}}}
 	}
-	c.Path = path
 	errs := &Errors{Path: path}
+	var c *Config
+	var md toml.MetaData
+	for attempt := 0; ; attempt++ {
+		c = Default()
+		var buf strings.Builder
+		if err := toml.NewEncoder(&buf).Encode(tree); err != nil {
+			return nil, &Errors{Path: path, List: []FieldError{{Msg: err.Error()}}}
+		}
+		var err error
+		md, err = toml.Decode(buf.String(), c)
+		if err == nil {
+			break
+		}
+		key, msg := decodeErrorKey(err)
+		if key == "" || attempt > 100 || !deleteKey(tree, key) {
+			errs.List = append(errs.List, FieldError{Msg: err.Error()})
+			return nil, errs
+		}
+		errs.add(raw, key, msg)
+	}
+	c.Path = path
 	for _, k := range md.Undecoded() {
 		errs.add(raw, k.String(), "unknown setting (misspelled?)")
 	}
 	c.validate(raw, errs)
 	if len(errs.List) > 0 {
+		sort.SliceStable(errs.List, func(i, j int) bool { return errs.List[i].Line < errs.List[j].Line })
 		return nil, errs
 	}
 	c.resolvePaths()
 	return c, nil
+}
+
+var lastKeyRe = regexp.MustCompile(`\(last key "([^"]+)"\): (.*)$`)
+
+// decodeErrorKey extracts the key and message from a decoding error.
+func decodeErrorKey(err error) (string, string) {
+	var pe toml.ParseError
+	if errors.As(err, &pe) && pe.LastKey != "" {
+		return pe.LastKey, pe.Message
+	}
+	if m := lastKeyRe.FindStringSubmatch(err.Error()); m != nil {
+		msg := strings.Replace(m[2], "incompatible types: TOML value has type", "wrong type: the value is a", 1)
+		msg = strings.Replace(msg, "; destination has type", ", this setting needs a", 1)
+		return m[1], msg
+	}
+	return "", ""
+}
+
+// deleteKey removes a dotted key from a decoded TOML tree.
+func deleteKey(tree map[string]any, key string) bool {
+	parts := strings.Split(key, ".")
+	m := tree
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			return false
+		}
+		m = next
+	}
+	if _, ok := m[parts[len(parts)-1]]; !ok {
+		return false
+	}
+	delete(m, parts[len(parts)-1])
+	return true
 }
 
 // FieldError is one validation problem.
@@ -277,10 +335,16 @@ func lineOf(raw []byte, key string) int {
 			cur = strings.TrimSpace(strings.Trim(t, "[]"))
 			continue
 		}
-		if cur != table {
+		k, _, ok := strings.Cut(t, "=")
+		if !ok {
 			continue
 		}
-		if k, _, ok := strings.Cut(t, "="); ok && strings.Trim(strings.TrimSpace(k), `"`) == name {
+		k = strings.Trim(strings.TrimSpace(k), `"`)
+		full := k
+		if cur != "" {
+			full = cur + "." + k
+		}
+		if full == key || (cur == table && k == name) {
 			return i + 1
 		}
 	}
@@ -317,8 +381,10 @@ func (c *Config) validate(raw []byte, e *Errors) {
 				continue
 			}
 		}
-		if p.Bits() == 0 {
-			e.add(raw, "trusted_networks", fmt.Sprintf("%q trusts every address on the Internet: that makes an open relay", n))
+		if p.Addr().Unmap().Is4() && p.Bits() < 8 || !p.Addr().Unmap().Is4() && p.Bits() < 16 {
+			// Far wider than any organisation's network: almost surely a
+			// mistake, and a way to build an open relay in parts.
+			e.add(raw, "trusted_networks", fmt.Sprintf("%q trusts a large part of the Internet (shorter than /8 for IPv4, /16 for IPv6): that makes an open relay", n))
 			continue
 		}
 		c.Trusted = append(c.Trusted, p.Masked())

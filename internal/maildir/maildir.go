@@ -93,6 +93,13 @@ func (d Dir) Deliver(r io.Reader) (string, error) {
 	}
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(string(d), "new", name))
+		if os.IsNotExist(err) {
+			// new/ missing (a crash while the Maildir was being created):
+			// complete the Maildir and try once more.
+			if err = d.Create(); err == nil {
+				err = os.Rename(tmp, filepath.Join(string(d), "new", name))
+			}
+		}
 	}
 	if err == nil {
 		err = syncDir(filepath.Join(string(d), "new"))

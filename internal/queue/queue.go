@@ -237,7 +237,8 @@ type Writer struct {
 	f    file
 	bw   *bufio.Writer
 	tmp  string
-	n    int64
+	n    int64 // message bytes
+	hdr  int64 // envelope header bytes
 	err  error
 	done bool
 }
@@ -267,10 +268,10 @@ func (s *Spool) Create(env Envelope) (*Writer, error) {
 		w.Abort()
 		return nil, fmt.Errorf("queue: encode envelope %s: %w", env.ID, err)
 	}
-	w.bw.WriteString(magic)
-	w.bw.WriteString(strconv.Itoa(len(hdr)))
-	w.bw.WriteByte('\n')
+	first := magic + strconv.Itoa(len(hdr)) + "\n"
+	w.bw.WriteString(first)
 	w.bw.Write(hdr)
+	w.hdr = int64(len(first) + len(hdr))
 	return w, nil
 }
 
@@ -326,7 +327,7 @@ func (w *Writer) Commit() error {
 		return fmt.Errorf("queue: commit %s: sync directory: %w", w.env.ID, err)
 	}
 	w.s.count.Add(1)
-	w.s.bytes.Add(w.n)
+	w.s.bytes.Add(w.hdr + w.n) // the whole file, as Remove subtracts
 	return nil
 }
 

@@ -30,6 +30,8 @@ import (
 	"kanmon/internal/directory"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
+	"kanmon/internal/pop3"
+	"kanmon/internal/popbefore"
 	"kanmon/internal/queue"
 	"kanmon/internal/smtpd"
 	"kanmon/internal/tlsutil"
@@ -48,12 +50,11 @@ type Server struct {
 	sched *delivery.Scheduler
 	met   *metrics.Metrics
 	admin *http.Server
-
-	extra []Service
+	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
 }
 
-// Service is another listener (POP3) run alongside SMTP.
-type Service interface {
+// service is a listener's protocol server (POP3) run alongside SMTP.
+type service interface {
 	Serve(ln net.Listener) error
 	Shutdown(ctx context.Context) error
 }
@@ -87,6 +88,9 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		func() float64 { n, _ := s.spool.Len(); return float64(n) },
 		func() float64 { _, b := s.spool.Len(); return float64(b) },
 	)
+	if w := cfg.POP3.PopBeforeSMTP.Duration; w > 0 {
+		s.popb = popbefore.New(w)
+	}
 	s.pol = policy.NewEngine(s.domains(), s.dir, cfg.Policy.RejectForgedLocalSender)
 	s.sched = &delivery.Scheduler{
 		Spool: s.spool, MailRoot: cfg.MailRoot(), Log: log, Metrics: s.met, Workers: cfg.Queue.Workers,
@@ -119,24 +123,40 @@ func (s *Server) Auth() *auth.Authenticator { return s.auth }
 // TLSStore gives the certificate store (nil without TLS).
 func (s *Server) TLSStore() *tlsutil.Store { return s.certs }
 
-// AddService runs svc on addr alongside SMTP.
-func (s *Server) AddService(svc Service) { s.extra = append(s.extra, svc) }
-
 type bound struct {
 	name string
 	ln   net.Listener
 	run  func(net.Listener) error
 }
 
-// Run serves until SIGTERM/SIGINT (graceful drain) and reloads on SIGHUP.
-// extra maps listener names to services for the POP3 listeners.
-func (s *Server) Run(ctx context.Context, extra map[string]Service) error {
+// Run serves until ctx ends or SIGTERM/SIGINT (graceful drain), and
+// reloads on SIGHUP.
+func (s *Server) Run(ctx context.Context) error {
 	cfg := s.cfg
 	var tlsCfg = s.tlsConfig()
-	s.smtp = smtpd.New(smtpd.Deps{
+	deps := smtpd.Deps{
 		Config: cfg, Dir: s.dir, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
-		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue,
-	})
+		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue, PopBeforeOnMX: cfg.POP3.PopBeforeSMTPOnMX,
+	}
+	if s.popb != nil {
+		deps.PopBefore = s.popb
+	}
+	s.smtp = smtpd.New(deps)
+	extra := map[string]service{}
+	popCfg := func(name string) pop3.Config {
+		return pop3.Config{
+			Hostname: cfg.Hostname, TLS: tlsCfg, AllowPlaintextAuth: cfg.POP3.AllowPlaintextAuth,
+			IdleTimeout: cfg.POP3.IdleTimeout.Duration, MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
+			MaxConns: cfg.Limits.MaxConnections, MailRoot: cfg.MailRoot(), Auth: s.auth, Logger: s.log,
+			PopBefore: s.popb, Listener: name,
+		}
+	}
+	if cfg.Listeners.POP3 != "" {
+		extra["pop3"] = pop3.NewServer(popCfg("pop3"))
+	}
+	if cfg.Listeners.POP3S != "" && tlsCfg != nil {
+		extra["pop3s"] = tlsService{pop3.NewServer(popCfg("pop3s")), tlsCfg}
+	}
 	var ls []bound
 	listen := func(name, addr string, run func(net.Listener) error) error {
 		if addr == "" {
@@ -183,7 +203,7 @@ func (s *Server) Run(ctx context.Context, extra map[string]Service) error {
 	for _, b := range ls {
 		s.log.Info("listen", "listener", b.name, "addr", b.ln.Addr().String())
 		go func() {
-			if err := b.run(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := b.run(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, pop3.ErrServerClosed) {
 				s.log.Error("listener stopped", "listener", b.name, "err", err.Error())
 			}
 		}()
@@ -259,3 +279,11 @@ func (s *Server) reload() {
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
 	}
 }
+
+// tlsService serves a protocol over implicit TLS (POP3S).
+type tlsService struct {
+	service
+	cfg *tls.Config
+}
+
+func (t tlsService) Serve(ln net.Listener) error { return t.service.Serve(tls.NewListener(ln, t.cfg)) }

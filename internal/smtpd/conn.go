@@ -200,6 +200,11 @@ func (c *conn) flush() error {
 
 // reply queues a reply; multi-line text is split on '\n'. enhanced may be "".
 func (c *conn) reply(code int, enhanced, text string) {
+	if code >= 400 {
+		// Negative replies go into the trace; positive ones are implied by
+		// the next step and would double the log volume of every message.
+		c.log.Info("reply", "code", code, "line", strconv.Itoa(code)+" "+enhanced+" "+text)
+	}
 	lines := strings.Split(text, "\n")
 	cs := strconv.Itoa(code)
 	for i, l := range lines {
@@ -532,6 +537,11 @@ func (c *conn) cmdRcpt(arg string) error {
 		return c.tooManyErrors()
 	}
 	rest, ok := cutPrefixFold(arg, "TO:")
+	if r := strings.TrimSpace(rest); len(r) >= 12 && strings.EqualFold(r[:12], "<postmaster>") && len(c.s.cfg.Domains) > 0 {
+		// RFC 5321 4.5.1: "RCPT TO:<Postmaster>" without a domain must be
+		// accepted; it means the postmaster of our first domain.
+		rest = "<postmaster@" + c.s.cfg.Domains[0] + ">" + r[12:]
+	}
 	path, params, ok2 := splitPath(rest)
 	if !ok || !ok2 {
 		c.reject("protocol.syntax", 501, "5.5.4", "syntax: RCPT TO:<address>")

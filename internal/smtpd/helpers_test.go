@@ -254,7 +254,6 @@ func readQueued(t testing.TB, ts *testServer, id string) (queue.Envelope, string
 	return m.Envelope, string(b)
 }
 
-
 func dialRaw(addr string) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err == nil {
