@@ -5,8 +5,9 @@
 //
 // Under the queue directory:
 //
-//	tmp/<id>        a message being received; never read by anyone else,
-//	                removed at startup
+//	tmp/            messages being received: unnamed O_TMPFILE files (or
+//	                tmp/<id> where the filesystem lacks O_TMPFILE, removed
+//	                at startup); never read by anyone else
 //	msg/<id>        an accepted message, immutable: one header line
 //	                "KANMON-QUEUE 1 <n>\n", then n bytes of envelope JSON
 //	                (Envelope), then the message exactly as it will be
@@ -15,7 +16,8 @@
 //	                atomically (temporary file and rename) after attempts;
 //	                absent until the first attempt finishes
 //
-// A message moves from tmp/ to msg/ by rename after the file is fsynced,
+// A message gets its name in msg/ (linkat, or rename) after the file is
+// fsynced,
 // and the msg/ directory is fsynced before Commit returns. Concurrent
 // commits share one directory fsync (group commit), so the accept path
 // costs one file fsync per message and a fraction of a directory fsync.
@@ -121,8 +123,10 @@ type Spool struct {
 
 	msgSync *groupSync
 
-	// create opens a new file; tests replace it to inject write errors.
+	// create opens a new file when a test replaced it (hooked) to inject
+	// write errors.
 	create func(path string) (file, error)
+	hooked bool
 	// freeBytes reports free space under dir.
 	freeBytes func(dir string) (int64, error)
 	lastFree  atomic.Int64 // cached free bytes
@@ -166,6 +170,7 @@ func Open(dir string, limits Limits) (*Spool, error) {
 // SetCreateHook replaces how spool files are created. For tests that inject
 // write failures (a full disk).
 func (s *Spool) SetCreateHook(create func(path string) (io.WriteCloser, error)) {
+	s.hooked = true
 	s.create = func(path string) (file, error) {
 		w, err := create(path)
 		if err != nil {
@@ -235,6 +240,9 @@ type Writer struct {
 	s    *Spool
 	env  Envelope
 	f    file
+	osf  *os.File // the real file, when not a test hook
+	// tmp is the file's name in tmp/; "" for an unnamed O_TMPFILE file,
+	// which gets its only name by linkat in Commit.
 	bw   *bufio.Writer
 	tmp  string
 	n    int64 // message bytes
@@ -256,13 +264,25 @@ func (s *Spool) Create(env Envelope) (*Writer, error) {
 	if env.Received.IsZero() {
 		env.Received = time.Now().UTC()
 	}
-	tmp := filepath.Join(s.dir, "tmp", env.ID)
-	f, err := s.create(tmp)
-	if err != nil {
-		return nil, fmt.Errorf("queue: create %s: %w", env.ID, err)
+	w := &Writer{s: s, env: env}
+	if s.hooked {
+		w.tmp = filepath.Join(s.dir, "tmp", env.ID)
+		f, err := s.create(w.tmp)
+		if err != nil {
+			return nil, fmt.Errorf("queue: create %s: %w", env.ID, err)
+		}
+		w.f = f
+	} else {
+		f, named, err := createTemp(filepath.Join(s.dir, "tmp"), env.ID)
+		if err != nil {
+			return nil, fmt.Errorf("queue: create %s: %w", env.ID, err)
+		}
+		w.f, w.osf = f, f
+		if named {
+			w.tmp = filepath.Join(s.dir, "tmp", env.ID)
+		}
 	}
-	w := &Writer{s: s, env: env, f: f, tmp: tmp}
-	w.bw = bufio.NewWriterSize(f, 32*1024)
+	w.bw = bufio.NewWriterSize(w.f, 32*1024)
 	hdr, err := json.Marshal(&env)
 	if err != nil {
 		w.Abort()
@@ -309,15 +329,21 @@ func (w *Writer) Commit() error {
 	if err == nil {
 		err = w.f.Sync()
 	}
+	if err == nil {
+		if w.tmp == "" {
+			err = linkTemp(w.osf, w.s.msgPath(w.env.ID))
+		} else {
+			err = os.Rename(w.tmp, w.s.msgPath(w.env.ID))
+		}
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
 	w.done = true
-	if err == nil {
-		err = os.Rename(w.tmp, w.s.msgPath(w.env.ID))
-	}
 	if err != nil {
-		os.Remove(w.tmp)
+		if w.tmp != "" {
+			os.Remove(w.tmp)
+		}
 		return fmt.Errorf("queue: commit %s: %w", w.env.ID, err)
 	}
 	if err := w.s.msgSync.sync(); err != nil {
@@ -338,7 +364,9 @@ func (w *Writer) Abort() {
 	}
 	w.done = true
 	w.f.Close()
-	os.Remove(w.tmp)
+	if w.tmp != "" {
+		os.Remove(w.tmp)
+	}
 }
 
 // IsNoSpace reports whether err comes from a full disk or quota.
