@@ -118,4 +118,3 @@ func (t *Throttle) Success(ip netip.Addr, user string) {
 	delete(t.entries, ipKey(ip))
 	t.mu.Unlock()
 }
-

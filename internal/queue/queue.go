@@ -237,10 +237,10 @@ func (s *Spool) CheckSpace(size int64) error {
 
 // Writer receives one message into tmp/.
 type Writer struct {
-	s    *Spool
-	env  Envelope
-	f    file
-	osf  *os.File // the real file, when not a test hook
+	s   *Spool
+	env Envelope
+	f   file
+	osf *os.File // the real file, when not a test hook
 	// tmp is the file's name in tmp/; "" for an unnamed O_TMPFILE file,
 	// which gets its only name by linkat in Commit.
 	bw   *bufio.Writer
