@@ -1,15 +1,14 @@
 package cli
 
 import (
-	"fmt"
+	"kanmon/internal/audit"
+	"kanmon/internal/trace"
 )
 
-func runAudit(args []string, env Env) int {
-	fmt.Fprintln(env.Stderr, "kanmon audit: not wired yet")
-	return 2
-}
+// runAudit checks a mail server for the weaknesses the project exists to
+// avoid (internal/audit).
+func runAudit(args []string, env Env) int { return audit.Main(args, env.Stdout, env.Stderr) }
 
-func runTrace(args []string, env Env) int {
-	fmt.Fprintln(env.Stderr, "kanmon trace: not wired yet")
-	return 2
-}
+// runTrace follows a message through kanmon's logs, or walks a message's
+// Received chain (internal/trace).
+func runTrace(args []string, env Env) int { return trace.Main(args, env.Stdin, env.Stdout, env.Stderr) }

@@ -1,0 +1,152 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"kanmon/internal/dnsresolve"
+)
+
+// Exit statuses of Main.
+const (
+	ExitClean = 0 // no finding of severity high or above
+	ExitHigh  = 1 // at least one high or critical finding
+	ExitError = 2 // usage error, or the audit could not run
+)
+
+// usage is printed for -h and usage errors.
+const usage = `usage: kanmon audit HOST[:PORT] --domain DOMAIN [options]
+
+Connects to HOST (port 25 by default) as an outside client and reports open
+relay tricks, account disclosure (VRFY, EXPN, accept-then-bounce), plaintext
+AUTH, missing or weak TLS, banner disclosure, early-talker tolerance and the
+DNS hygiene of DOMAIN. Exit status: 0 no high findings, 1 high or critical
+findings, 2 usage or connection error.
+
+Run it from a host the server does not trust (outside its own networks).
+
+options:
+`
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// Main runs "kanmon audit" with args (the arguments after the program
+// name; a leading "audit" is skipped) and returns the exit status. Flags
+// may come before or after HOST.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "audit" {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("kanmon audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	var (
+		opts      Options
+		jsonOut   bool
+		dnsServer string
+		dnsbls    stringList
+		noDNS     bool
+		insecure  bool
+		timeout   time.Duration
+		total     time.Duration
+	)
+	fs.StringVar(&opts.Domain, "domain", "", "the server's local mail `domain` (required)")
+	fs.BoolVar(&jsonOut, "json", false, "write the report as JSON")
+	fs.StringVar(&opts.KnownUser, "known-user", DefaultKnownUser, "a local `user` that exists, compared with a made-up one")
+	fs.StringVar(&opts.ConfirmTo, "confirm-to", "", "send one real test message per accepted relay variant to this `address` (one you read)")
+	fs.StringVar(&opts.HeloName, "helo", DefaultHeloName, "`name` to give in EHLO")
+	fs.StringVar(&opts.From, "from", DefaultFrom, "outside sender `address` for MAIL FROM")
+	fs.StringVar(&opts.ForeignDomain, "foreign-domain", DefaultForeignDomain, "foreign `domain` of the relay tests' recipient (no mail is sent to it)")
+	fs.StringVar(&dnsServer, "dns-server", "", "send every DNS question to this `host:port` instead of the system resolver")
+	fs.Var(&dnsbls, "dnsbl", "DNSBL `zone` to look the server's address up in (repeatable, or comma-separated)")
+	fs.BoolVar(&noDNS, "no-dns", false, "skip the DNS checks (MX, SPF, DMARC, DNSBL)")
+	fs.StringVar(&opts.TLSServerName, "tls-name", "", "`name` the certificate must match (default HOST)")
+	fs.BoolVar(&insecure, "insecure-tls-ok", false, "do not report a certificate from an untrusted CA (self-signed)")
+	fs.DurationVar(&timeout, "timeout", DefaultTimeout, "limit for each network operation")
+	fs.DurationVar(&total, "max-time", 10*time.Minute, "limit for the whole audit")
+
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return ExitClean
+			}
+			return ExitError
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	if len(positional) != 1 {
+		fmt.Fprintln(stderr, "kanmon audit: exactly one HOST[:PORT] is needed")
+		fs.Usage()
+		return ExitError
+	}
+	if opts.Domain == "" {
+		fmt.Fprintln(stderr, "kanmon audit: --domain is required")
+		fs.Usage()
+		return ExitError
+	}
+	opts.Target = positional[0]
+	opts.Timeout = timeout
+	opts.DNSBLs = dnsbls
+	opts.SkipDNS = noDNS
+	opts.InsecureTLSOK = insecure
+	opts.Resolver = dnsresolve.New(dnsServer)
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	ctx, cancelTotal := context.WithTimeout(ctx, total)
+	defer cancelTotal()
+
+	rep, err := Run(ctx, opts)
+	if rep == nil {
+		fmt.Fprintf(stderr, "kanmon audit: %v\n", err)
+		return ExitError
+	}
+	if jsonOut {
+		err2 := rep.WriteJSON(stdout)
+		if err2 != nil {
+			fmt.Fprintf(stderr, "kanmon audit: %v\n", err2)
+			return ExitError
+		}
+	} else if err2 := rep.WriteText(stdout); err2 != nil {
+		fmt.Fprintf(stderr, "kanmon audit: %v\n", err2)
+		return ExitError
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kanmon audit: %v (the report is partial)\n", err)
+		if !rep.HasHigh() {
+			return ExitError
+		}
+	}
+	if rep.HasHigh() {
+		return ExitHigh
+	}
+	return ExitClean
+}
