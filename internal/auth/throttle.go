@@ -23,14 +23,18 @@ type ThrottleConfig struct {
 // doubling delay up to 8s, refusal after 10 failures within 15 minutes.
 var DefaultThrottle = ThrottleConfig{Window: 15 * time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: 8 * time.Second}
 
+// maxThrottleEntries bounds the memory of a Throttle.
+const maxThrottleEntries = 200000
+
 // Throttle counts authentication failures per client address and per
 // account. It is safe for concurrent use.
 type Throttle struct {
 	cfg ThrottleConfig
 	now func() time.Time
 
-	mu      sync.Mutex
-	entries map[string]*failures
+	mu        sync.Mutex
+	entries   map[string]*failures
+	lastSweep time.Time
 }
 
 type failures struct {
@@ -80,12 +84,24 @@ func (t *Throttle) Failure(ip netip.Addr, user string) time.Duration {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.entries) > 200000 {
-		// Bound memory under a wide spray of addresses: forget the oldest.
+	// Bound memory under a wide spray of addresses: once the table is
+	// nine-tenths full, forget entries past half their window (at most
+	// once a second, so the sweep stays cheap); if it is full anyway,
+	// forget arbitrary entries down to nine-tenths.
+	if len(t.entries) >= maxThrottleEntries*9/10 && now.Sub(t.lastSweep) > time.Second {
+		t.lastSweep = now
 		for k, f := range t.entries {
 			if now.Sub(f.first) > t.cfg.Window/2 {
 				delete(t.entries, k)
 			}
+		}
+	}
+	if len(t.entries) >= maxThrottleEntries {
+		for k := range t.entries {
+			if len(t.entries) < maxThrottleEntries*9/10 {
+				break
+			}
+			delete(t.entries, k)
 		}
 	}
 	worst := 0

@@ -1,5 +1,5 @@
 // Package cli implements kanmon's command line: serve, init, user, alias,
-// check-config, audit and trace. cmd/kanmon only calls Main.
+// queue, check-config, audit and trace. cmd/kanmon only calls Main.
 //
 // SECURITY: passwords are read from stdin (--password-stdin) or generated
 // and printed once; they never appear in arguments (visible to other
@@ -50,6 +50,10 @@ usage:
   kanmon alias add ALIAS TARGET --config FILE
   kanmon alias del ALIAS --config FILE
   kanmon alias list --config FILE
+  kanmon queue list [--json] [filter] --config FILE     (filter: --sender S|'<>' --domain D
+  kanmon queue show ID --config FILE                     --client IP --older DUR --lane normal|bounce)
+  kanmon queue flush [ID] --config FILE
+  kanmon queue hold|release|delete ID|--filter [filter] --config FILE
   kanmon audit HOST[:PORT] --domain D [--json] ...
   kanmon trace ID [--log FILE] | kanmon trace --received FILE
 `
@@ -72,6 +76,8 @@ func Main(args []string, env Env) int {
 		err = cmdUser(args[1:], env)
 	case "alias":
 		err = cmdAlias(args[1:], env)
+	case "queue":
+		err = cmdQueue(args[1:], env)
 	case "audit":
 		return runAudit(args[1:], env)
 	case "trace":

@@ -60,10 +60,33 @@ auth_failure_window = "15m"     # ... within this window before 454 4.7.0
 max_messages = 100000           # above any of these bounds new mail gets
 max_size = "4GiB"               # 452 4.3.1 (temporary): nothing is dropped
 min_free_space = "512MiB"
-workers = 16
-retry_min = "5m"
-retry_max = "4h"
-expire = "120h"
+workers = 16                    # delivery workers (DSNs get their own quarter)
+retry_min = "5m"                # first retry after a temporary failure,
+retry_max = "4h"                # doubling up to this
+expire = "120h"                 # then give up (a DSN for our own users' mail)
+
+[delivery]
+# Static next hops: recipient domain -> "HOST:PORT", bypassing MX lookup,
+# e.g. { "partner.example" = "192.0.2.25:25" }.
+routes = {}
+# Send all outbound mail through this server instead of MX lookup:
+# "HOST:587" (STARTTLS required) or "HOST:465" (implicit TLS). Its
+# certificate is verified. "" = deliver directly (port 25, MX lookup).
+smarthost = ""
+# AUTH PLAIN credentials for the smarthost. The password is read from its
+# own file (keep it mode 0600); it never goes in this file or in logs.
+smarthost_user = ""
+smarthost_password_file = ""
+# PEM CA certificate(s) to trust for the smarthost ("" = system roots).
+smarthost_ca_file = ""
+# Name sent in EHLO ("" = hostname).
+helo_name = ""
+max_concurrency = 32            # outgoing connections in total
+max_per_domain = 4              # outgoing connections per destination domain
+# Our own users are told when their mail has waited this long ("0s" = never).
+delay_warning = "4h"
+# Send every DNS question to this server ("127.0.0.1:53"); "" = system resolver.
+dns_server = ""
 
 [policy]
 # Refuse mail from outside that claims one of our domains as its envelope

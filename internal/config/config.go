@@ -117,6 +117,33 @@ type Queue struct {
 	Expire       Duration `toml:"expire"`
 }
 
+// Delivery configures how queued mail leaves for other servers.
+type Delivery struct {
+	// Routes maps a recipient domain to "HOST:PORT", bypassing MX lookup
+	// (tests, or a fixed next hop for a partner domain).
+	Routes map[string]string `toml:"routes"`
+	// Smarthost, when set, sends all outbound mail through "HOST:PORT":
+	// port 465 is implicit TLS, any other port requires STARTTLS.
+	Smarthost string `toml:"smarthost"`
+	// SmarthostUser and SmarthostPasswordFile are the AUTH PLAIN
+	// credentials; the password lives in its own file, never here.
+	SmarthostUser         string `toml:"smarthost_user"`
+	SmarthostPasswordFile string `toml:"smarthost_password_file"`
+	// SmarthostCAFile, when set, is the only CA trusted for the smarthost's
+	// certificate (default: the system roots).
+	SmarthostCAFile string `toml:"smarthost_ca_file"`
+	// HeloName is the name sent in EHLO (default: hostname).
+	HeloName string `toml:"helo_name"`
+	// MaxConcurrency bounds outgoing connections in total.
+	MaxConcurrency int `toml:"max_concurrency"`
+	// MaxPerDomain bounds outgoing connections per destination domain.
+	MaxPerDomain int `toml:"max_per_domain"`
+	// DelayWarning is when our own users get a "delayed" DSN (0 = never).
+	DelayWarning Duration `toml:"delay_warning"`
+	// DNSServer, when set, receives every DNS query ("127.0.0.1:5353").
+	DNSServer string `toml:"dns_server"`
+}
+
 // Policy switches optional checks.
 type Policy struct {
 	RejectForgedLocalSender bool `toml:"reject_forged_local_sender"`
@@ -144,6 +171,7 @@ type Config struct {
 	TLS             TLS       `toml:"tls"`
 	Limits          Limits    `toml:"limits"`
 	Queue           Queue     `toml:"queue"`
+	Delivery        Delivery  `toml:"delivery"`
 	Policy          Policy    `toml:"policy"`
 	POP3            POP3      `toml:"pop3"`
 
@@ -191,6 +219,12 @@ func Default() *Config {
 			RetryMin:     Duration{5 * time.Minute},
 			RetryMax:     Duration{4 * time.Hour},
 			Expire:       Duration{5 * 24 * time.Hour},
+		},
+		Delivery: Delivery{
+			Routes:         map[string]string{},
+			MaxConcurrency: 32,
+			MaxPerDomain:   4,
+			DelayWarning:   Duration{4 * time.Hour},
 		},
 		Policy: Policy{RejectForgedLocalSender: true},
 		POP3:   POP3{IdleTimeout: Duration{10 * time.Minute}},
@@ -417,8 +451,11 @@ func (c *Config) validate(raw []byte, e *Errors) {
 		}
 	}
 	needTLS := c.Listeners.Submission != "" || c.Listeners.SMTPS != "" || c.Listeners.POP3S != "" || c.Listeners.POP3 != ""
-	if needTLS && (c.TLS.Cert == "" || c.TLS.Key == "") {
+	if needTLS && c.TLS.Cert == "" {
 		e.add(raw, "tls.cert", "submission, smtps and POP3 need a certificate and key (tls.cert, tls.key)")
+	}
+	if needTLS && c.TLS.Key == "" {
+		e.add(raw, "tls.key", "submission, smtps and POP3 need a certificate and key (tls.cert, tls.key)")
 	}
 	l := c.Limits
 	positive := []struct {
@@ -438,6 +475,8 @@ func (c *Config) validate(raw []byte, e *Errors) {
 		{"queue.max_messages", int64(c.Queue.MaxMessages), 1},
 		{"queue.max_size", int64(c.Queue.MaxSize), 1 << 20},
 		{"queue.workers", int64(c.Queue.Workers), 1},
+		{"delivery.max_concurrency", int64(c.Delivery.MaxConcurrency), 1},
+		{"delivery.max_per_domain", int64(c.Delivery.MaxPerDomain), 1},
 	}
 	for _, p := range positive {
 		if p.v < p.min {
@@ -468,9 +507,79 @@ func (c *Config) validate(raw []byte, e *Errors) {
 			e.add(raw, d.key, fmt.Sprintf("must be at least %s", d.min))
 		}
 	}
+	c.validateDelivery(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}
+}
+
+func (c *Config) validateDelivery(raw []byte, e *Errors) {
+	d := c.Delivery
+	hostPort := func(key, v string) {
+		host, port, err := net.SplitHostPort(v)
+		if err != nil || host == "" {
+			e.add(raw, key, fmt.Sprintf("%q is not HOST:PORT", v))
+			return
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			e.add(raw, key, fmt.Sprintf("port %q is not a number from 1 to 65535", port))
+		}
+	}
+	doms := make([]string, 0, len(d.Routes))
+	for dom := range d.Routes {
+		doms = append(doms, dom)
+	}
+	sort.Strings(doms)
+	for _, dom := range doms {
+		line := routeLine(raw, dom)
+		if !validHostname(strings.TrimSuffix(dom, ".")) {
+			e.List = append(e.List, FieldError{Key: "delivery.routes", Line: line, Msg: fmt.Sprintf("%q is not a valid domain", dom)})
+		}
+		before := len(e.List)
+		hostPort("delivery.routes", d.Routes[dom])
+		for i := before; i < len(e.List); i++ {
+			e.List[i].Line = line
+		}
+	}
+	if d.Smarthost != "" {
+		hostPort("delivery.smarthost", d.Smarthost)
+	}
+	if (d.SmarthostUser == "") != (d.SmarthostPasswordFile == "") {
+		e.add(raw, "delivery.smarthost_user", "smarthost_user and smarthost_password_file go together")
+	}
+	if d.SmarthostUser != "" && d.Smarthost == "" {
+		e.add(raw, "delivery.smarthost_user", "credentials without delivery.smarthost")
+	}
+	if d.HeloName != "" && !validHostname(d.HeloName) {
+		e.add(raw, "delivery.helo_name", fmt.Sprintf("%q is not a valid host name", d.HeloName))
+	}
+	if d.DelayWarning.Duration < 0 {
+		e.add(raw, "delivery.delay_warning", "must not be negative (0 turns delay warnings off)")
+	}
+	if d.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(d.DNSServer); err != nil {
+			if _, err := netip.ParseAddr(strings.Trim(d.DNSServer, "[]")); err != nil {
+				e.add(raw, "delivery.dns_server", fmt.Sprintf("%q is not an address or ADDRESS:PORT", d.DNSServer))
+			}
+		}
+	}
+}
+
+// routeLine finds the line that routes dom: a key in a [delivery.routes]
+// table, or else the "routes = { ... }" line of [delivery].
+func routeLine(raw []byte, dom string) int {
+	cur := ""
+	for i, line := range strings.Split(string(raw), "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") {
+			cur = strings.TrimSpace(strings.Trim(t, "[]"))
+			continue
+		}
+		if k, _, ok := strings.Cut(t, "="); ok && cur == "delivery.routes" && strings.Trim(strings.TrimSpace(k), `"'`) == dom {
+			return i + 1
+		}
+	}
+	return lineOf(raw, "delivery.routes")
 }
 
 func validHostname(h string) bool {
@@ -521,6 +630,8 @@ func (c *Config) resolvePaths() {
 	c.TLS.Cert = abs(c.TLS.Cert)
 	c.TLS.Key = abs(c.TLS.Key)
 	c.LogFile = abs(c.LogFile)
+	c.Delivery.SmarthostPasswordFile = abs(c.Delivery.SmarthostPasswordFile)
+	c.Delivery.SmarthostCAFile = abs(c.Delivery.SmarthostCAFile)
 }
 
 // Finish validates and resolves a config built in code (the embedded

@@ -30,6 +30,13 @@ import (
 // ErrNotFound is returned when an account or alias does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrTooDeep is returned when an alias would make a chain longer than
+// Resolve follows.
+var ErrTooDeep = errors.New("alias chain too long")
+
+// maxAliasDepth is how many alias steps Resolve follows.
+const maxAliasDepth = 8
+
 // ErrExists is returned when creating an account or alias that exists.
 var ErrExists = errors.New("already exists")
 
@@ -201,7 +208,7 @@ func (d *DB) PasswordHash(address string) (string, bool) {
 func (d *DB) Resolve(address string) (string, bool) {
 	s := d.current()
 	a := strings.ToLower(address)
-	for i := 0; i < 8; i++ {
+	for i := 0; i < maxAliasDepth; i++ {
 		if _, ok := s.users[a]; ok {
 			return a, true
 		}
@@ -212,6 +219,19 @@ func (d *DB) Resolve(address string) (string, bool) {
 		a = t
 	}
 	return "", false
+}
+
+// depth counts the alias steps from a to its account.
+func (d *DB) depth(a string) int {
+	s := d.current()
+	n := 0
+	for ; n < maxAliasDepth; n++ {
+		if _, ok := s.users[a]; ok {
+			return n
+		}
+		a = s.aliases[a]
+	}
+	return n
 }
 
 // MaySendAs reports whether the authenticated account may use address as
@@ -317,6 +337,9 @@ func (d *DB) AddAlias(ctx context.Context, alias, target string) error {
 	}
 	if _, ok := d.Resolve(t); !ok {
 		return fmt.Errorf("directory: alias target %s: %w", t, ErrNotFound)
+	}
+	if d.depth(t) >= maxAliasDepth-1 {
+		return fmt.Errorf("directory: alias %s -> %s: %w (at most %d steps)", a, t, ErrTooDeep, maxAliasDepth-1)
 	}
 	if _, err := d.sql.ExecContext(ctx, "INSERT INTO aliases (alias, target) VALUES (?, ?)", a, t); err != nil {
 		return fmt.Errorf("directory: add alias %s: %w", a, err)

@@ -22,7 +22,8 @@
 // commits share one directory fsync (group commit), so the accept path
 // costs one file fsync per message and a fraction of a directory fsync.
 //
-// A message is removed (msg/ then state/) once every recipient is done.
+// A message is removed (msg/ then state/) once every recipient is done
+// (delivered, or failed and the failure reported: see RcptState).
 // Delivery is at least once: a crash between a delivery and the state
 // write delivers that recipient again after restart.
 //
@@ -98,12 +99,19 @@ type RcptState struct {
 	Attempts int       `json:"attempts,omitempty"`
 	Last     string    `json:"last,omitempty"` // last reply or error
 	Next     time.Time `json:"next,omitempty"`
+	// Reported is set on a failed recipient once its failure was handled:
+	// a DSN queued for our own users' mail, or the drop logged for mail
+	// from outside (law 3). A message leaves the queue only when every
+	// recipient is done, or failed and reported.
+	Reported bool `json:"reported,omitempty"`
 }
 
 // State is the mutable part of a queued message.
 type State struct {
 	Rcpts []RcptState `json:"rcpts"`
 	Held  bool        `json:"held,omitempty"`
+	// Warned is set once a delay warning (DSN "action: delayed") was sent.
+	Warned bool `json:"warned,omitempty"`
 }
 
 // Limits bounds the queue.
@@ -153,7 +161,6 @@ func Open(dir string, limits Limits) (*Spool, error) {
 		os.Remove(filepath.Join(dir, "tmp", t.Name()))
 	}
 	s.msgSync = &groupSync{dir: filepath.Join(dir, "msg")}
-	s.msgSync.cond = sync.NewCond(&s.msgSync.mu)
 	ids, err := s.IDs()
 	if err != nil {
 		return nil, err
@@ -450,10 +457,11 @@ func (m *Message) Body() io.Reader { return io.NewSectionReader(m.f, m.offset, m
 // Close closes the message file.
 func (m *Message) Close() error { return m.f.Close() }
 
-// Pending reports whether any recipient still needs delivery.
+// Pending reports whether any recipient still needs delivery, or a
+// failed recipient still needs its failure reported.
 func (m *Message) Pending() bool {
 	for _, r := range m.State.Rcpts {
-		if !r.Done && !r.Failed {
+		if !r.Done && !r.Failed || r.Failed && !r.Reported {
 			return true
 		}
 	}
@@ -491,55 +499,45 @@ func (s *Spool) Remove(id string) error {
 	return nil
 }
 
-// groupSync coalesces concurrent fsyncs of one directory: callers that
-// arrive while a sync runs wait for the next one, which covers them all.
+// groupSync coalesces concurrent fsyncs of one directory. Callers that
+// arrive while a sync runs join the next batch; one leader runs batches
+// until none is waiting, and every caller gets the result of the fsync
+// that started after its rename.
 type groupSync struct {
-	dir  string
-	mu   sync.Mutex
-	cond *sync.Cond
+	dir     string
+	mu      sync.Mutex
+	running bool
+	next    *syncBatch
+}
 
-	requested uint64 // tickets handed out
-	completed uint64 // highest ticket covered by a finished sync
-	running   bool
-	lastErr   error
-	errFrom   uint64 // tickets errFrom..errTo were covered by the failed sync
-	errTo     uint64
+type syncBatch struct {
+	done chan struct{}
+	err  error
 }
 
 func (g *groupSync) sync() error {
 	g.mu.Lock()
-	g.requested++
-	ticket := g.requested
-	for {
-		if g.completed >= ticket {
-			var err error
-			if ticket >= g.errFrom && ticket <= g.errTo {
-				err = g.lastErr
-			}
-			g.mu.Unlock()
-			return err
-		}
-		if !g.running {
-			break
-		}
-		g.cond.Wait()
+	if g.next == nil {
+		g.next = &syncBatch{done: make(chan struct{})}
+	}
+	mine := g.next
+	if g.running {
+		g.mu.Unlock()
+		<-mine.done
+		return mine.err
 	}
 	g.running = true
-	from, target := g.completed+1, g.requested
-	g.mu.Unlock()
-
-	err := syncDir(g.dir)
-
-	g.mu.Lock()
-	g.running = false
-	g.completed = target
-	if err != nil {
-		g.lastErr = err
-		g.errFrom, g.errTo = from, target
+	for g.next != nil {
+		cur := g.next
+		g.next = nil
+		g.mu.Unlock()
+		cur.err = syncDir(g.dir)
+		close(cur.done)
+		g.mu.Lock()
 	}
-	g.cond.Broadcast()
+	g.running = false
 	g.mu.Unlock()
-	return err
+	return mine.err
 }
 
 func syncDir(path string) error {

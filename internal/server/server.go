@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"crypto/tls"
+	"crypto/x509"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -28,6 +29,7 @@ import (
 	"kanmon/internal/config"
 	"kanmon/internal/delivery"
 	"kanmon/internal/directory"
+	"kanmon/internal/dnsresolve"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
@@ -92,11 +94,62 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		s.popb = popbefore.New(w)
 	}
 	s.pol = policy.NewEngine(s.domains(), s.dir, cfg.Policy.RejectForgedLocalSender)
+	remote, err := newRemote(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s.sched = &delivery.Scheduler{
 		Spool: s.spool, MailRoot: cfg.MailRoot(), Log: log, Metrics: s.met, Workers: cfg.Queue.Workers,
 		RetryMin: cfg.Queue.RetryMin.Duration, RetryMax: cfg.Queue.RetryMax.Duration,
+		Expire: cfg.Queue.Expire.Duration, DelayWarning: cfg.Delivery.DelayWarning.Duration,
+		Remote: remote, Hostname: cfg.Hostname, LocalAccount: s.localAccount,
+		MaxConcurrency: cfg.Delivery.MaxConcurrency, MaxPerDomain: cfg.Delivery.MaxPerDomain,
 	}
 	return s, nil
+}
+
+// newRemote builds remote delivery from the [delivery] settings. The
+// smarthost password is read from its file here and kept in memory only.
+func newRemote(cfg *config.Config) (*delivery.Remote, error) {
+	d := cfg.Delivery
+	r := &delivery.Remote{
+		Resolver: dnsresolve.New(d.DNSServer), HeloName: d.HeloName, Routes: map[string]string{},
+		Smarthost: d.Smarthost, SmarthostUser: d.SmarthostUser,
+	}
+	if r.HeloName == "" {
+		r.HeloName = cfg.Hostname
+	}
+	for dom, a := range d.Routes {
+		r.Routes[strings.ToLower(strings.TrimSuffix(dom, "."))] = a
+	}
+	if d.SmarthostPasswordFile != "" {
+		raw, err := os.ReadFile(d.SmarthostPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: delivery.smarthost_password_file: %w", err)
+		}
+		r.SmarthostPassword = strings.TrimRight(string(raw), "\r\n")
+	}
+	if d.SmarthostCAFile != "" {
+		pem, err := os.ReadFile(d.SmarthostCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: delivery.smarthost_ca_file: %w", err)
+		}
+		r.SmarthostRoots = x509.NewCertPool()
+		if !r.SmarthostRoots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("server: delivery.smarthost_ca_file %s: no PEM certificate in it", d.SmarthostCAFile)
+		}
+	}
+	return r, nil
+}
+
+// localAccount resolves an address in one of our domains to its account
+// (the recipient of a DSN for our own user).
+func (s *Server) localAccount(addr string) (string, bool) {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 || !s.pol.Domains.Local[strings.ToLower(addr[i+1:])] {
+		return "", false
+	}
+	return s.dir.Resolve(addr)
 }
 
 // domains builds the policy's domain lists from config and database.
@@ -188,6 +241,9 @@ func (s *Server) Run(ctx context.Context) error {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintln(w, "ok")
 	})
+	// Operator queue commands (kanmon queue ...): through the scheduler,
+	// so they never race a delivery.
+	mux.Handle("/queue/", s.sched.AdminHandler())
 	mux.Handle("/metrics", promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{}))
 	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	errs = append(errs, listen("admin", cfg.Listeners.Admin, s.admin.Serve))

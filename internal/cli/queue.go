@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"kanmon/internal/delivery"
+)
+
+// cmdQueue talks to the running server's admin listener (/queue/...), so
+// the scheduler, not this process, touches the spool.
+func cmdQueue(args []string, env Env) error {
+	if len(args) == 0 {
+		return usageError{"queue: list|show|flush|hold|release|delete"}
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("queue", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "config file (for listeners.admin)")
+	adminAddr := fs.String("admin", "", "admin listener HOST:PORT (instead of --config)")
+	asJSON := fs.Bool("json", false, "JSON output (list, show)")
+	sender := fs.String("sender", "", "filter: envelope sender; <> is the null sender")
+	domain := fs.String("domain", "", "filter: recipient domain")
+	client := fs.String("client", "", "filter: client address")
+	older := fs.String("older", "", "filter: at least this old, e.g. 2h")
+	lane := fs.String("lane", "", "filter: normal or bounce")
+	filterFlag := fs.Bool("filter", false, "act on every message matching the filter flags")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	addr := *adminAddr
+	if addr == "" {
+		cfg, err := loadConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		if addr = cfg.Listeners.Admin; addr == "" {
+			return errors.New("listeners.admin is off: the queue commands need it")
+		}
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"sender": *sender, "domain": *domain, "client": *client, "older": *older, "lane": *lane} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	base := "http://" + addr + "/queue/"
+	hc := &http.Client{Timeout: 60 * time.Second}
+	switch sub {
+	case "list":
+		var list []delivery.Info
+		if err := getJSON(hc, base+"list?"+q.Encode(), &list); err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(env.Stdout, list)
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tAGE\tLANE\tSIZE\tFROM\tRECIPIENTS\tSTATE")
+		for _, in := range list {
+			from := in.From
+			if from == "" {
+				from = "<>"
+			}
+			var rcpts []string
+			for _, r := range in.Rcpts {
+				rcpts = append(rcpts, r.Addr+"("+r.Status+")")
+			}
+			state := "active"
+			if in.Held {
+				state = "held"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", in.ID, time.Since(in.Received).Round(time.Second), in.Lane, in.Size,
+				from, strings.Join(rcpts, ","), state)
+		}
+		tw.Flush()
+		fmt.Fprintf(env.Stdout, "%d message(s)\n", len(list))
+		return nil
+	case "show":
+		if len(pos) != 1 {
+			return usageError{"queue show ID"}
+		}
+		var in delivery.Info
+		if err := getJSON(hc, base+"show?id="+url.QueryEscape(pos[0]), &in); err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(env.Stdout, in)
+		}
+		from := in.From
+		if from == "" {
+			from = "<>"
+		}
+		fmt.Fprintf(env.Stdout, "id: %s\nfrom: %s\nreceived: %s\norigin: %s\nclient: %s\nlane: %s\nsize: %d\nheld: %v\n",
+			in.ID, from, in.Received.Format(time.RFC3339), in.Origin, in.ClientIP, in.Lane, in.Size, in.Held)
+		for _, r := range in.Rcpts {
+			fmt.Fprintf(env.Stdout, "rcpt: %s %s attempts=%d", r.Addr, r.Status, r.Attempts)
+			if r.Last != "" {
+				fmt.Fprintf(env.Stdout, " last=%q", r.Last)
+			}
+			if !r.Next.IsZero() && r.Status == "pending" {
+				fmt.Fprintf(env.Stdout, " next=%s", r.Next.Format(time.RFC3339))
+			}
+			fmt.Fprintln(env.Stdout)
+		}
+		fmt.Fprintf(env.Stdout, "\n%s", in.Headers)
+		return nil
+	case "flush", "hold", "release", "delete":
+		switch {
+		case len(pos) == 1 && !*filterFlag:
+			q = url.Values{"id": {pos[0]}}
+		case len(pos) == 0 && (*filterFlag || sub == "flush"):
+			if sub != "flush" && len(q) == 0 {
+				return usageError{"queue " + sub + " --filter needs at least one of --sender, --domain, --client, --older, --lane"}
+			}
+		default:
+			return usageError{"queue " + sub + " ID | --filter [--sender S] [--domain D] [--client IP] [--older DUR] [--lane L]"}
+		}
+		req, _ := http.NewRequest("POST", base+sub+"?"+q.Encode(), nil)
+		req.Header.Set("X-Kanmon-Admin", "1")
+		var out struct {
+			IDs []string `json:"ids"`
+		}
+		if err := doJSON(hc, req, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s: %d message(s)\n", sub, len(out.IDs))
+		for _, id := range out.IDs {
+			fmt.Fprintln(env.Stdout, id)
+		}
+		return nil
+	}
+	return usageError{fmt.Sprintf("queue: unknown subcommand %q", sub)}
+}
+
+func getJSON(hc *http.Client, u string, v any) error {
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		return err
+	}
+	return doJSON(hc, req, v)
+}
+
+func doJSON(hc *http.Client, req *http.Request, v any) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w (is kanmon serve running?)", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("admin listener: %s", resp.Status)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("admin listener: bad answer: %w", err)
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,91 @@
+package logging_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kanmon/internal/logging"
+)
+
+func TestNewIDUnique(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 1000 {
+				id := logging.NewID('q')
+				mu.Lock()
+				if seen[id] {
+					t.Errorf("id %s handed out twice", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for id := range seen {
+		if id[0] != 'q' || strings.ContainsAny(id, "/\\. ") || len(id) > 24 {
+			t.Fatalf("id %q: want a short q-prefixed name safe as a file name", id)
+		}
+	}
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// TestBufferedWriterFlushes: a line reaches the file within about 100ms
+// without Close, and Close flushes what is pending.
+func TestBufferedWriterFlushes(t *testing.T) {
+	t.Parallel()
+	out := &lockedBuf{}
+	bw := logging.NewBufferedWriter(out)
+	log := logging.New(bw, "json", slog.LevelInfo)
+	log.Info("hello", "k", "v")
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(out.String(), `"msg":"hello"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("a log line was not written within 2s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out.String())), &m); err != nil || m["k"] != "v" {
+		t.Errorf("line %q: %v", out.String(), err)
+	}
+	log.Info("last")
+	bw.Close()
+	if !strings.Contains(out.String(), `"msg":"last"`) {
+		t.Error("Close did not flush the pending line")
+	}
+	bw.Close() // twice is harmless
+}
+
+func TestLevelsAndFormats(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	log := logging.New(&b, "text", slog.LevelWarn)
+	log.Info("hidden")
+	log.Warn("shown", "rule", "x")
+	if strings.Contains(b.String(), "hidden") || !strings.Contains(b.String(), "msg=shown rule=x") {
+		t.Errorf("text log at warn: %q", b.String())
+	}
+}
