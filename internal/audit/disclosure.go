@@ -37,7 +37,7 @@ func (a *auditor) checkDisclosure(ctx context.Context) {
 				Severity: Medium,
 				Evidence: s.evidence(mark),
 				Fix: "Make " + verb + " disclose nothing: answer 252 (cannot verify) for every name, or 502 (disabled). " +
-					"Postfix: disable_vrfy_command = yes (EXPN is not implemented); sendmail: PrivacyOptions=goaway; kanmon does this by default.",
+					"Postfix: disable_vrfy_command = yes (Postfix has no EXPN); sendmail: PrivacyOptions=goaway; kanmon does this by default.",
 			})
 		}
 	}

@@ -215,7 +215,7 @@ func (f *fakeSMTP) serve(c net.Conn) {
 			}
 			reply(rep)
 		case "EXPN":
-			rep := "502 5.5.1 EXPN not implemented"
+			rep := "502 5.5.1 EXPN unavailable"
 			if f.Expn != nil {
 				rep = f.Expn(arg)
 			}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -97,11 +98,17 @@ func (t *Throttle) Failure(ip netip.Addr, user string) time.Duration {
 		}
 	}
 	if len(t.entries) >= maxThrottleEntries {
-		for k := range t.entries {
-			if len(t.entries) < maxThrottleEntries*9/10 {
-				break
+		// Address entries go first: a spray of addresses must not wipe the
+		// failure count of the account it is guessing.
+		for _, prefix := range []string{"ip:", ""} {
+			for k := range t.entries {
+				if len(t.entries) < maxThrottleEntries*9/10 {
+					break
+				}
+				if strings.HasPrefix(k, prefix) {
+					delete(t.entries, k)
+				}
 			}
-			delete(t.entries, k)
 		}
 	}
 	worst := 0
