@@ -9,5 +9,10 @@ import (
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:], cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}))
+	args := os.Args[1:]
+	if cli.IsSendmailName(os.Args[0]) {
+		// Installed as /usr/sbin/sendmail: the classic command line.
+		args = append([]string{"sendmail"}, args...)
+	}
+	os.Exit(cli.Main(args, cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}))
 }

@@ -1,5 +1,5 @@
 // Package cli implements kanmon's command line: serve, init, user, alias,
-// queue, check-config, audit and trace. cmd/kanmon only calls Main.
+// queue, check-config, audit, trace and sendmail. cmd/kanmon only calls Main.
 //
 // SECURITY: passwords are read from stdin (--password-stdin) or generated
 // and printed once; they never appear in arguments (visible to other
@@ -56,6 +56,8 @@ usage:
   kanmon queue hold|release|delete ID|--filter [filter] --config FILE
   kanmon audit HOST[:PORT] --domain D [--json] ...
   kanmon trace ID [--log FILE] | kanmon trace --received FILE
+  kanmon sendmail [-t] [-i] [-f ADDR] [-F NAME] [-C FILE] [RCPT...] < message
+              (also as /usr/sbin/sendmail by symlink; needs [sendmail] enabled)
 `
 
 // Main runs the command line and returns the exit status.
@@ -82,6 +84,8 @@ func Main(args []string, env Env) int {
 		return runAudit(args[1:], env)
 	case "trace":
 		return runTrace(args[1:], env)
+	case "sendmail":
+		return cmdSendmail(args[1:], env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0

@@ -82,7 +82,7 @@ smarthost_ca_file = ""
 # Name sent in EHLO ("" = hostname).
 helo_name = ""
 max_concurrency = 32            # outgoing connections in total
-max_per_domain = 4              # outgoing connections per destination domain
+max_per_domain = 20             # outgoing connections per destination domain
 # Our own users are told when their mail has waited this long ("0s" = never).
 delay_warning = "4h"
 # Send every DNS question to this server ("127.0.0.1:53"); "" = system resolver.
@@ -100,4 +100,16 @@ idle_timeout = "10m"            # RFC 1939 autologout
 # this long, e.g. "10m". SMTP AUTH is better: see the README.
 pop_before_smtp = "0s"
 pop_before_smtp_on_mx = false
+
+[sendmail]
+# Local submission for programs on this machine (cron, scripts): the
+# server listens on DATA_DIR/kanmon.sock and "kanmon sendmail" (installed
+# as /usr/sbin/sendmail by symlink) hands messages to it. The server knows
+# the Unix user from the socket itself (SO_PEERCRED), never from what the
+# program says, and lets it send only as the address mapped here.
+enabled = false
+# Unix user name -> the address it sends as, e.g. { "root" = "root@example.org" }.
+users = {}
+# Unmapped users send as USER@default_domain; "" = unmapped users may not send.
+default_domain = ""
 `

@@ -157,6 +157,20 @@ type POP3 struct {
 	PopBeforeSMTPOnMX  bool     `toml:"pop_before_smtp_on_mx"`
 }
 
+// Sendmail configures the local submission socket (DATA_DIR/kanmon.sock)
+// used by `kanmon sendmail`. The server identifies the connecting Unix
+// user by the socket's peer credentials (SO_PEERCRED), never by what the
+// client says, and treats the session as authenticated as that user's
+// address.
+type Sendmail struct {
+	Enabled bool `toml:"enabled"`
+	// Users maps a Unix user name to the address its mail is sent as.
+	Users map[string]string `toml:"users"`
+	// DefaultDomain, when set, gives unmapped users USER@DefaultDomain;
+	// when empty, unmapped users may not send.
+	DefaultDomain string `toml:"default_domain"`
+}
+
 // Config is the whole configuration.
 type Config struct {
 	Hostname        string    `toml:"hostname"`
@@ -174,6 +188,7 @@ type Config struct {
 	Delivery        Delivery  `toml:"delivery"`
 	Policy          Policy    `toml:"policy"`
 	POP3            POP3      `toml:"pop3"`
+	Sendmail        Sendmail  `toml:"sendmail"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -223,11 +238,12 @@ func Default() *Config {
 		Delivery: Delivery{
 			Routes:         map[string]string{},
 			MaxConcurrency: 32,
-			MaxPerDomain:   4,
+			MaxPerDomain:   20,
 			DelayWarning:   Duration{4 * time.Hour},
 		},
-		Policy: Policy{RejectForgedLocalSender: true},
-		POP3:   POP3{IdleTimeout: Duration{10 * time.Minute}},
+		Policy:   Policy{RejectForgedLocalSender: true},
+		POP3:     POP3{IdleTimeout: Duration{10 * time.Minute}},
+		Sendmail: Sendmail{Users: map[string]string{}},
 	}
 }
 
@@ -415,6 +431,15 @@ func (c *Config) validate(raw []byte, e *Errors) {
 				continue
 			}
 		}
+		if p.Addr().Is4In6() {
+			// ::ffff:a.b.c.d/n is the IPv4 network a.b.c.d/(n-96): client
+			// addresses are compared unmapped, so store it that way.
+			if p.Bits() < 96 {
+				e.add(raw, "trusted_networks", fmt.Sprintf("%q is shorter than /96 in the IPv4-mapped range: write the IPv4 network instead", n))
+				continue
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		if p.Addr().Unmap().Is4() && p.Bits() < 8 || !p.Addr().Unmap().Is4() && p.Bits() < 16 {
 			// Far wider than any organisation's network: almost surely a
 			// mistake, and a way to build an open relay in parts.
@@ -508,6 +533,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 		}
 	}
 	c.validateDelivery(raw, e)
+	c.validateSendmail(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}
@@ -563,6 +589,37 @@ func (c *Config) validateDelivery(raw []byte, e *Errors) {
 			}
 		}
 	}
+}
+
+func (c *Config) validateSendmail(raw []byte, e *Errors) {
+	sm := c.Sendmail
+	names := make([]string, 0, len(sm.Users))
+	for n := range sm.Users {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		a := sm.Users[n]
+		local, dom, ok := strings.Cut(a, "@")
+		if n == "" || !ok || local == "" || strings.ContainsAny(local, " \t<>@\"") || !validHostname(dom) {
+			e.add(raw, "sendmail.users", fmt.Sprintf("%q = %q: the value must be an address like user@example.org", n, a))
+		}
+	}
+	if sm.DefaultDomain != "" && !validHostname(sm.DefaultDomain) {
+		e.add(raw, "sendmail.default_domain", fmt.Sprintf("%q is not a valid domain", sm.DefaultDomain))
+	}
+}
+
+// SendmailAddress is the address a local Unix user sends as through the
+// sendmail socket, or "" when that user may not send.
+func (c *Config) SendmailAddress(unixUser string) string {
+	if a, ok := c.Sendmail.Users[unixUser]; ok {
+		return strings.ToLower(a)
+	}
+	if c.Sendmail.DefaultDomain != "" && unixUser != "" {
+		return strings.ToLower(unixUser + "@" + c.Sendmail.DefaultDomain)
+	}
+	return ""
 }
 
 // routeLine finds the line that routes dom: a key in a [delivery.routes]

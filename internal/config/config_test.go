@@ -87,6 +87,7 @@ func badCases() []badCase {
 		{name: "route without host", toml: sec("delivery", `routes = { "partner.example" = ":25" }`), key: "delivery.routes", at: "routes =", msg: "is not HOST:PORT"},
 		{name: "route port zero", toml: sec("delivery", `routes = { "partner.example" = "192.0.2.25:0" }`), key: "delivery.routes", at: "routes =", msg: "from 1 to 65535"},
 		{name: "route as a sub-table", toml: base + "\n[delivery.routes]\n\"partner..example\" = \"192.0.2.25:25\"\n", key: "delivery.routes", at: `"partner..example" =`, msg: "not a valid domain"},
+		{name: "route without port in a sub-table", toml: base + "\n[delivery.routes]\n\"partner.example\" = \"192.0.2.25\"\n", key: "delivery.routes", at: `"partner.example" =`, msg: "is not HOST:PORT"},
 		{name: "smarthost without port", toml: sec("delivery", `smarthost = "smtp.example.net"`), key: "delivery.smarthost", at: "smarthost =", msg: "is not HOST:PORT"},
 		{name: "smarthost port too large", toml: sec("delivery", `smarthost = "smtp.example.net:99999"`), key: "delivery.smarthost", at: "smarthost =", msg: "from 1 to 65535"},
 		{name: "smarthost user without password file", toml: sec("delivery", `smarthost = "smtp.example.net:587"`, `smarthost_user = "relay"`), key: "delivery.smarthost_user", at: "smarthost_user =", msg: "go together"},
@@ -439,5 +440,21 @@ func TestDurationText(t *testing.T) {
 	}
 	if b, _ := c.Queue.RetryMin.MarshalText(); string(b) != "1m30s" {
 		t.Errorf("MarshalText = %q", b)
+	}
+}
+
+// TestTrustedMappedNetwork: an IPv4 network written in IPv4-mapped IPv6
+// form is either refused or means the same as its IPv4 form; it must not
+// be accepted and then silently match nothing (or, written as
+// ::ffff:0.0.0.0/96, slip past the open-relay width check).
+func TestTrustedMappedNetwork(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(base+`trusted_networks = ["::ffff:192.0.2.0/120"]`+"\n"), "m.toml")
+	if err == nil && !c.IsTrusted(netip.MustParseAddr("192.0.2.5")) {
+		t.Errorf("trusted_networks = [\"::ffff:192.0.2.0/120\"] was accepted but does not trust 192.0.2.5 (nor ::ffff:192.0.2.5: %v)",
+			c.IsTrusted(netip.MustParseAddr("::ffff:192.0.2.5")))
+	}
+	if _, err := config.Parse([]byte(base+`trusted_networks = ["::ffff:0.0.0.0/96"]`+"\n"), "m.toml"); err == nil {
+		t.Errorf("trusted_networks = [\"::ffff:0.0.0.0/96\"] (every IPv4 address) was accepted")
 	}
 }

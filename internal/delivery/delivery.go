@@ -72,8 +72,10 @@ func LaneOf(env *queue.Envelope) string {
 	return LaneNormal
 }
 
-// busyDelay is how soon a domain at its connection bound is tried again.
-const busyDelay = 2 * time.Second
+// busyDelay is how soon a domain at its connection bound is tried again
+// at the latest; usually a freed connection slot wakes a waiting message
+// sooner (releaseDomain).
+const busyDelay = 500 * time.Millisecond
 
 // Scheduler runs delivery workers over the spool.
 type Scheduler struct {
@@ -114,6 +116,9 @@ type Scheduler struct {
 	lanes      map[string]chan string
 	sems       map[string]chan struct{}
 	domainBusy map[string]int
+	// domainWait lists messages that found their domain at its bound, by
+	// lane/domain key, so a freed slot wakes one at once.
+	domainWait map[string][]string
 	ctx        context.Context
 	wg         sync.WaitGroup
 }
@@ -372,7 +377,40 @@ func (s *Scheduler) releaseDomain(lane, domain string) {
 	if s.domainBusy[key]--; s.domainBusy[key] <= 0 {
 		delete(s.domainBusy, key)
 	}
+	var wake string
+	if w := s.domainWait[key]; len(w) > 0 {
+		wake = w[0]
+		if len(w) == 1 {
+			delete(s.domainWait, key)
+		} else {
+			s.domainWait[key] = w[1:]
+		}
+	}
 	s.mu.Unlock()
+	if wake != "" {
+		// Wake a waiting message now; if it is still being processed, its
+		// busyDelay retry picks it up.
+		go s.wakeLater(wake, lane)
+	}
+}
+
+// wakeLater re-enqueues id once its current processing (which put it on
+// the wait list) has finished.
+func (s *Scheduler) wakeLater(id, lane string) {
+	for i := 0; i < 50; i++ {
+		s.mu.Lock()
+		e, known := s.index[id]
+		busy := s.inflight[id]
+		s.mu.Unlock()
+		if !known || (e != nil && e.held) {
+			return
+		}
+		if !busy {
+			s.enqueue(id, lane)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func domainOf(addr string) string {
@@ -470,6 +508,15 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 		}
 		if !s.tryDomain(lane, d) {
 			busy = true
+			s.mu.Lock()
+			if s.domainWait == nil {
+				s.domainWait = map[string][]string{}
+			}
+			key := lane + "/" + d
+			if len(s.domainWait[key]) < 10000 {
+				s.domainWait[key] = append(s.domainWait[key], id)
+			}
+			s.mu.Unlock()
 			continue
 		}
 		if !s.acquire(ctx, lane) {

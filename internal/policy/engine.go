@@ -11,6 +11,7 @@ const (
 	ListenerMX         = "mx"
 	ListenerSubmission = "submission"
 	ListenerSMTPS      = "smtps"
+	ListenerLocal      = "local"
 )
 
 // Session is what the MAIL and RCPT checks may look at: facts the server

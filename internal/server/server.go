@@ -13,9 +13,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"os/user"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -190,6 +193,7 @@ func (s *Server) Run(ctx context.Context) error {
 	deps := smtpd.Deps{
 		Config: cfg, Dir: s.dir, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
 		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue, PopBeforeOnMX: cfg.POP3.PopBeforeSMTPOnMX,
+		LocalIdentity: s.localIdentity,
 	}
 	if s.popb != nil {
 		deps.PopBefore = s.popb
@@ -236,6 +240,14 @@ func (s *Server) Run(ctx context.Context) error {
 		addr := map[string]string{"pop3": cfg.Listeners.POP3, "pop3s": cfg.Listeners.POP3S}[n]
 		errs = append(errs, listen(n, addr, svc.Serve))
 	}
+	if cfg.Sendmail.Enabled {
+		ln, err := listenLocal(cfg.SocketPath())
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			ls = append(ls, bound{"sendmail", ln, func(l net.Listener) error { return s.smtp.Serve(l, smtpd.RoleLocal) }})
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -245,6 +257,10 @@ func (s *Server) Run(ctx context.Context) error {
 	// so they never race a delivery.
 	mux.Handle("/queue/", s.sched.AdminHandler())
 	mux.Handle("/metrics", promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{}))
+	// Profiles for operators chasing CPU: the admin listener is loopback
+	// by default and exposes nothing about mail or accounts.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	errs = append(errs, listen("admin", cfg.Listeners.Admin, s.admin.Serve))
 	if err := errors.Join(errs...); err != nil {
@@ -334,6 +350,45 @@ func (s *Server) reload() {
 		s.pol.Domains = s.domains()
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
 	}
+}
+
+// listenLocal opens the sendmail socket. A socket file left by a crashed
+// server is removed; one that still answers belongs to a running server
+// and is an error. The mode lets any local user connect: who they are is
+// decided by SO_PEERCRED, and the data directory's own mode still limits
+// who can reach the file.
+func listenLocal(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("listen sendmail on %s: the file exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen sendmail on %s: another server is answering there", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("listen sendmail on %s: removing the stale socket: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen sendmail on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen sendmail on %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// localIdentity maps the uid of a sendmail-socket client to its Unix user
+// name and the address configured for it ([sendmail]).
+func (s *Server) localIdentity(uid uint32) (string, string) {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return "", ""
+	}
+	return u.Username, s.cfg.SendmailAddress(u.Username)
 }
 
 // tlsService serves a protocol over implicit TLS (POP3S).

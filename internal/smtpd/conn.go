@@ -42,6 +42,7 @@ type conn struct {
 	helo     string
 	esmtp    bool
 	authUser string
+	local    string // RoleLocal: "user NAME uid N", for Received and logs
 
 	// transaction
 	inMail   bool
@@ -347,7 +348,7 @@ func (c *conn) cmdHello(verb, arg string) error {
 	}
 	ext := []string{c.s.cfg.Hostname, "PIPELINING", "SIZE " + strconv.FormatInt(int64(c.s.cfg.Limits.MaxMessageSize), 10),
 		"8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"}
-	if c.tls == nil && c.s.d.TLS != nil {
+	if c.tls == nil && c.s.d.TLS != nil && c.role != RoleLocal {
 		ext = append(ext, "STARTTLS")
 	}
 	if c.authOffered() {
@@ -373,7 +374,7 @@ func validHelo(h string) bool {
 
 // authOffered: AUTH only on submission and smtps, and only over TLS.
 func (c *conn) authOffered() bool {
-	return c.role != RoleMX && c.tls != nil && c.authUser == ""
+	return c.role != RoleMX && c.role != RoleLocal && c.tls != nil && c.authUser == ""
 }
 
 func (c *conn) cmdStartTLS(arg string) error {
@@ -381,7 +382,7 @@ func (c *conn) cmdStartTLS(arg string) error {
 		c.reject("protocol.tls_active", 503, "5.5.1", "TLS is already active")
 		return c.tooManyErrors()
 	}
-	if c.s.d.TLS == nil {
+	if c.s.d.TLS == nil || c.role == RoleLocal {
 		c.reject("protocol.no_tls", 502, "5.5.1", "STARTTLS not available")
 		return c.tooManyErrors()
 	}
@@ -611,7 +612,7 @@ func (c *conn) cmdData(arg string) error {
 	}
 	env := queue.Envelope{
 		From: c.from.String(), Received: time.Now().UTC(), Origin: c.origin(), AuthUser: c.authUser,
-		ClientIP: c.ip.String(), ConnID: c.id, Listener: string(c.role), SMTPUTF8: c.smtputf8, Body8Bit: c.body8bit,
+		ClientIP: c.clientIP(), ConnID: c.id, Listener: string(c.role), SMTPUTF8: c.smtputf8, Body8Bit: c.body8bit,
 	}
 	if c.from.IsNull() {
 		env.From = ""
@@ -688,7 +689,9 @@ func (c *conn) cmdData(arg string) error {
 // protocol keywords).
 func (c *conn) receivedHeader(id string) []byte {
 	proto := "SMTP"
-	if c.esmtp {
+	if c.role == RoleLocal {
+		proto = "LOCAL"
+	} else if c.esmtp {
 		proto = "ESMTP"
 		if c.tls != nil {
 			proto += "S"
@@ -700,9 +703,15 @@ func (c *conn) receivedHeader(id string) []byte {
 	var b strings.Builder
 	b.WriteString("Received: from ")
 	b.WriteString(c.helo)
-	b.WriteString(" ([")
-	b.WriteString(c.ip.String())
-	b.WriteString("])\r\n\tby ")
+	if c.role == RoleLocal {
+		b.WriteString(" (local ")
+		b.WriteString(c.local)
+		b.WriteString(")\r\n\tby ")
+	} else {
+		b.WriteString(" ([")
+		b.WriteString(c.ip.String())
+		b.WriteString("])\r\n\tby ")
+	}
 	b.WriteString(c.s.cfg.Hostname)
 	b.WriteString(" with ")
 	b.WriteString(proto)
@@ -727,4 +736,44 @@ func (c *conn) receivedHeader(id string) []byte {
 	b.WriteString(time.Now().Format(time.RFC1123Z))
 	b.WriteString("\r\n")
 	return []byte(b.String())
+}
+
+// clientIP is the client address recorded in the envelope ("local" for
+// the sendmail socket).
+func (c *conn) clientIP() string {
+	if c.role == RoleLocal {
+		return "local"
+	}
+	return c.ip.String()
+}
+
+// identifyLocal authenticates a RoleLocal session as the address mapped
+// to the peer's Unix user. The uid comes from the kernel (SO_PEERCRED);
+// nothing the client sends can change it. It reports false, after
+// answering and closing, when the user may not send.
+func (c *conn) identifyLocal() bool {
+	refuse := func(rule, reason string, attrs ...any) bool {
+		c.s.d.Metrics.Rejected.WithLabelValues(rule).Inc()
+		c.log.Info("decision", append([]any{"rule", rule, "code", 554, "enhanced", "5.7.1", "reason", reason}, attrs...)...)
+		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c.nc, "554 5.7.1 "+reason+" ["+c.id+"]\r\n")
+		c.nc.Close()
+		return false
+	}
+	uid, err := peerUID(c.nc)
+	if err != nil {
+		return refuse("local.peer_unknown", "cannot identify the local user", "err", err.Error())
+	}
+	var user, addr string
+	if c.s.d.LocalIdentity != nil {
+		user, addr = c.s.d.LocalIdentity(uid)
+	}
+	if addr == "" {
+		return refuse("local.user_not_allowed", "local user "+user+" (uid "+strconv.FormatUint(uint64(uid), 10)+
+			") has no sending address: add it to [sendmail] users or set default_domain", "uid", uid, "user", user)
+	}
+	c.authUser = addr
+	c.local = "user " + user + " uid " + strconv.FormatUint(uint64(uid), 10)
+	c.log.Info("auth", "method", "peercred", "uid", uid, "user", user, "account", addr)
+	return true
 }

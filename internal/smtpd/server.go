@@ -50,7 +50,15 @@ const (
 	RoleMX         Role = policy.ListenerMX
 	RoleSubmission Role = policy.ListenerSubmission
 	RoleSMTPS      Role = policy.ListenerSMTPS
+	// RoleLocal is the Unix socket used by `kanmon sendmail`: no TLS, no
+	// AUTH; the session is authenticated as the address configured for
+	// the peer's Unix user, learnt from the kernel (SO_PEERCRED).
+	RoleLocal Role = policy.ListenerLocal
 )
+
+// LocalIdentity maps a Unix user id to its user name and the address it
+// may send as through the local socket; address "" refuses the user.
+type LocalIdentity func(uid uint32) (user, address string)
 
 // PopBefore answers whether an address recently logged in over POP3.
 type PopBefore interface {
@@ -70,6 +78,9 @@ type Deps struct {
 	PopBefore PopBefore // nil when POP-before-SMTP is off
 	// PopBeforeOnMX lets POP-before-SMTP clients relay through MX too.
 	PopBeforeOnMX bool
+	// LocalIdentity identifies clients of RoleLocal (nil: RoleLocal
+	// refuses everyone).
+	LocalIdentity LocalIdentity
 	// Queued is told about every committed message (the scheduler).
 	Queued func(id string)
 }
@@ -177,6 +188,9 @@ func (s *Server) handle(nc net.Conn, role Role) {
 	}
 	defer s.release(ip)
 	c := newConn(s, nc, role, id, ip, log)
+	if role == RoleLocal && !c.identifyLocal() {
+		return
+	}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
