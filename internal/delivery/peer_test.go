@@ -158,6 +158,9 @@ func (p *peer) serve(c net.Conn) {
 				cur.rcpts = append(cur.rcpts, addr)
 			}
 			w(reply)
+		case verb == "DATA" && len(cur.rcpts) == 0:
+			// RFC 2920 3.1: with no valid recipient, DATA is refused.
+			w("554 5.5.1 no valid recipients")
 		case verb == "DATA":
 			w("354 go on")
 			var data strings.Builder

@@ -39,6 +39,9 @@ type Remote struct {
 	// (only ever over TLS).
 	SmarthostUser     string
 	SmarthostPassword string
+	// NoPipelining sends MAIL, RCPT and DATA one at a time even when the
+	// peer offers PIPELINING (RFC 2920).
+	NoPipelining bool
 	// ImplicitTLS makes the smarthost connection TLS from the start even
 	// when its port is not 465.
 	ImplicitTLS bool
@@ -297,6 +300,14 @@ func (r *Remote) session(ctx context.Context, h hop, env *queue.Envelope, rcpts 
 			c.Quit()
 			return out, nil
 		}
+	}
+	if ok, _ := c.Extension("PIPELINING"); ok && !r.NoPipelining {
+		out, err := pipelined(conn, env, rcpts, body, func(e string) bool { ok, _ := c.Extension(e); return ok },
+			c.CommandTimeout, c.SubmissionTimeout, res)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", h.addr, err)
+		}
+		return out, nil
 	}
 	// go-smtp adds BODY=8BITMIME when the peer offers it. A peer without
 	// 8BITMIME gets the body as it is, as most MTAs do.
