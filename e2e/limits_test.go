@@ -115,11 +115,20 @@ func TestAuthThrottle(t *testing.T) {
 	c.Expect("AUTH PLAIN "+plainPayload(alice, alicePassword), 454, "4.7.0")
 	c.Expect("MAIL FROM:<"+alice+">", 530, "5.7.0")
 
-	// The account is throttled from another address too...
+	// From a clean address the owner still gets in: a guesser elsewhere
+	// cannot lock the account out...
+	c3 := dialFrom(t, "127.0.0.3", s.Submission)
+	c3.Ehlo("client.remote.test")
+	c3.StartTLS()
+	c3.Ehlo("client.remote.test")
+	c3.Expect("AUTH PLAIN "+plainPayload(alice, alicePassword), 235, "2.7.0")
+	// ... but an address that guesses at the hammered account is refused
+	// after its first failure, even with the right password.
 	c2 := dialFrom(t, "127.0.0.2", s.Submission)
 	c2.Ehlo("client.remote.test")
 	c2.StartTLS()
 	c2.Ehlo("client.remote.test")
+	c2.Expect("AUTH PLAIN "+plainPayload(alice, "guess-number-3"), 535, "5.7.8")
 	c2.Expect("AUTH PLAIN "+plainPayload(alice, alicePassword), 454, "4.7.0")
 	// ... while another account from that address is not.
 	c2.Expect("AUTH PLAIN "+plainPayload("bob@example.org", alicePassword), 235, "2.7.0")

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,9 @@ type Store interface {
 type Authenticator struct {
 	store    Store
 	throttle *Throttle
+	// hashing bounds concurrent argon2id checks: each takes 19 MiB, so a
+	// burst of logins must queue rather than exhaust memory.
+	hashing chan struct{}
 
 	key     [32]byte
 	mu      sync.Mutex
@@ -46,7 +50,8 @@ type cacheEntry struct {
 // New returns an Authenticator. throttle may be shared with other
 // protocols; nil disables throttling (tests only).
 func New(store Store, throttle *Throttle) *Authenticator {
-	a := &Authenticator{store: store, throttle: throttle, cache: map[string]cacheEntry{}, now: time.Now, cacheTT: 5 * time.Minute}
+	a := &Authenticator{store: store, throttle: throttle, cache: map[string]cacheEntry{}, now: time.Now, cacheTT: 5 * time.Minute,
+		hashing: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	if _, err := rand.Read(a.key[:]); err != nil {
 		panic("auth: no randomness: " + err.Error())
 	}
@@ -75,6 +80,21 @@ func (a *Authenticator) mac(user, hash, password string) [32]byte {
 	return out
 }
 
+// acquire waits for a hashing slot; false when ctx ends first.
+func (a *Authenticator) acquire(ctx context.Context) bool {
+	select {
+	case a.hashing <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case a.hashing <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // Authenticate checks username/password for a client at remote and returns
 // the canonical account address. Failures count toward the throttle for
 // both the client address and the account, and each failure past the
@@ -95,7 +115,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		if hit && a.now().Before(e.expires) && hmac.Equal(e.mac[:], mac[:]) {
 			return user, nil
 		}
-		if CheckPassword(hash, password) {
+		if !a.acquire(ctx) {
+			return "", ErrThrottled
+		}
+		good := CheckPassword(hash, password)
+		<-a.hashing
+		if good {
 			a.mu.Lock()
 			if len(a.cache) > 100000 {
 				a.cache = map[string]cacheEntry{}
@@ -108,7 +133,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			return user, nil
 		}
 	} else {
+		if !a.acquire(ctx) {
+			return "", ErrThrottled
+		}
 		CheckPassword(dummyHash, password)
+		<-a.hashing
 	}
 	if a.throttle != nil {
 		delay := a.throttle.Failure(remote, user)

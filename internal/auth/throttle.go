@@ -66,16 +66,21 @@ func (t *Throttle) get(key string, now time.Time) *failures {
 	return f
 }
 
-// Check returns ErrThrottled when the client address or the account has
-// reached MaxFailures within the window.
+// Check returns ErrThrottled when the client address has reached
+// MaxFailures within the window, or when the account has and this address
+// has failed too. A clean address still reaches a hammered account, so
+// nobody can lock a user out by guessing at its password from elsewhere;
+// a guesser spread over many addresses gets one try per address.
 func (t *Throttle) Check(ip netip.Addr, user string) error {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range []string{ipKey(ip), "user:" + user} {
-		if f := t.get(k, now); f != nil && f.count >= t.cfg.MaxFailures {
-			return ErrThrottled
-		}
+	fip := t.get(ipKey(ip), now)
+	if fip != nil && fip.count >= t.cfg.MaxFailures {
+		return ErrThrottled
+	}
+	if fu := t.get("user:"+user, now); fu != nil && fu.count >= t.cfg.MaxFailures && fip != nil {
+		return ErrThrottled
 	}
 	return nil
 }

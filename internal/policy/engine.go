@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"kanmon/internal/address"
 )
@@ -40,7 +41,7 @@ type RcptCheck func(e *Engine, s *Session, rcpt address.Addr) (Verdict, bool)
 // Engine runs the checks of each SMTP stage in order; the first check
 // that decides wins. Adding a check is one function and one line in a list.
 type Engine struct {
-	Domains                 Domains
+	domains                 atomic.Pointer[Domains]
 	Dir                     Directory
 	RejectForgedLocalSender bool
 
@@ -50,12 +51,21 @@ type Engine struct {
 
 // NewEngine returns an engine with kanmon's standard checks.
 func NewEngine(d Domains, dir Directory, rejectForgedLocal bool) *Engine {
-	return &Engine{
-		Domains: d, Dir: dir, RejectForgedLocalSender: rejectForgedLocal,
+	e := &Engine{
+		Dir: dir, RejectForgedLocalSender: rejectForgedLocal,
 		MailChecks: []MailCheck{CheckAuthRequired, CheckSenderBinding, CheckForgedLocalSender},
 		RcptChecks: []RcptCheck{CheckRelay, CheckLocalRecipient},
 	}
+	e.SetDomains(d)
+	return e
 }
+
+// Domains returns the domain lists in force.
+func (e *Engine) Domains() Domains { return *e.domains.Load() }
+
+// SetDomains replaces the domain lists (on reload); sessions in progress
+// see either the old or the new lists, never a mix.
+func (e *Engine) SetDomains(d Domains) { e.domains.Store(&d) }
 
 // Mail runs the MAIL FROM checks.
 func (e *Engine) Mail(s *Session, from address.Addr) Verdict {
@@ -75,11 +85,11 @@ func (e *Engine) Rcpt(s *Session, rcpt address.Addr) (Verdict, string) {
 			return v, ""
 		}
 	}
-	if e.Domains.Classify(rcpt) == RcptLocal {
+	if e.Domains().Classify(rcpt) == RcptLocal {
 		account, _ := e.Dir.Resolve(rcpt.Local + "@" + rcpt.Domain)
 		return Verdict{Accept: true, Rule: "rcpt.local", Code: 250, Enhanced: "2.1.5", Reason: "recipient OK"}, account
 	}
-	v := RelayRule(s.Client, e.Domains, rcpt)
+	v := RelayRule(s.Client, e.Domains(), rcpt)
 	v.Code, v.Enhanced, v.Reason = 250, "2.1.5", "recipient OK"
 	return v, ""
 }
@@ -116,7 +126,7 @@ func CheckForgedLocalSender(e *Engine, s *Session, from address.Addr) (Verdict, 
 	if !e.RejectForgedLocalSender || from.IsNull() || s.Client.Authenticated || s.Client.Trusted || s.Client.PopBeforeSMTP {
 		return Verdict{}, false
 	}
-	if e.Domains.Local[strings.ToLower(from.Domain)] {
+	if e.Domains().Local[strings.ToLower(from.Domain)] {
 		return Rejected("sender.forged_local", 550, "5.7.1",
 			"sender <"+from.String()+"> is in a domain hosted here: our users must authenticate on the submission port"), true
 	}
@@ -126,14 +136,14 @@ func CheckForgedLocalSender(e *Engine, s *Session, from address.Addr) (Verdict, 
 // CheckRelay applies the relay rule (relay.go) and decides only when it
 // refuses.
 func CheckRelay(e *Engine, s *Session, rcpt address.Addr) (Verdict, bool) {
-	v := RelayRule(s.Client, e.Domains, rcpt)
+	v := RelayRule(s.Client, e.Domains(), rcpt)
 	return v, !v.Accept
 }
 
 // CheckLocalRecipient refuses unknown local recipients at RCPT (law 3:
 // never accept and bounce later).
 func CheckLocalRecipient(e *Engine, s *Session, rcpt address.Addr) (Verdict, bool) {
-	if e.Domains.Classify(rcpt) != RcptLocal {
+	if e.Domains().Classify(rcpt) != RcptLocal {
 		return Verdict{}, false
 	}
 	if _, ok := e.Dir.Resolve(rcpt.Local + "@" + rcpt.Domain); !ok {

@@ -149,7 +149,7 @@ func newRemote(cfg *config.Config) (*delivery.Remote, error) {
 // (the recipient of a DSN for our own user).
 func (s *Server) localAccount(addr string) (string, bool) {
 	i := strings.LastIndexByte(addr, '@')
-	if i < 0 || !s.pol.Domains.Local[strings.ToLower(addr[i+1:])] {
+	if i < 0 || !s.pol.Domains().Local[strings.ToLower(addr[i+1:])] {
 		return "", false
 	}
 	return s.dir.Resolve(addr)
@@ -347,7 +347,7 @@ func (s *Server) reload() {
 		s.log.Error("reload", "what", "directory", "err", err.Error())
 	} else {
 		s.auth.FlushCache()
-		s.pol.Domains = s.domains()
+		s.pol.SetDomains(s.domains())
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
 	}
 }

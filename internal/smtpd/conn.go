@@ -61,12 +61,23 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn, role Role, id string, ip netip.Addr, log *slog.Logger) *conn {
-	return &conn{
+	c := &conn{
 		s: s, nc: nc, role: role, id: id, ip: ip, log: log,
 		br:      bufio.NewReaderSize(nc, 8192),
-		bw:      bufio.NewWriterSize(nc, 4096),
 		started: time.Now(),
 	}
+	c.bw = bufio.NewWriterSize(deadlineWriter{c}, 4096)
+	return c
+}
+
+// deadlineWriter gives every write to the client a deadline: a client
+// that stops reading must not hold its connection (and a slot) forever.
+type deadlineWriter struct{ c *conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	cmdTimeout, _ := w.c.cfgLimits()
+	w.c.nc.SetWriteDeadline(time.Now().Add(cmdTimeout))
+	return w.c.nc.Write(p)
 }
 
 func (c *conn) cfgLimits() (cmdTimeout, dataTimeout time.Duration) {
@@ -107,7 +118,7 @@ func (c *conn) serve() {
 		c.tls = &st
 		c.nc = tc
 		c.br.Reset(tc)
-		c.bw.Reset(tc)
+		c.bw.Reset(deadlineWriter{c})
 		c.log.Info("tls", "tls", tlsDesc(&st))
 	}
 	c.reply(220, "", c.s.cfg.Hostname+" ESMTP ready")
@@ -263,8 +274,12 @@ func (c *conn) dispatch(line string) error {
 	}
 	c.s.d.Metrics.Commands.WithLabelValues(string(c.role), label).Inc()
 	logged := line
-	if verb == "AUTH" {
+	if t := strings.ToUpper(strings.TrimSpace(line)); strings.HasPrefix(t, "AUTH") {
+		// Whatever follows AUTH may be a credential, however it is spaced.
 		mech, _, _ := strings.Cut(arg, " ")
+		if verb != "AUTH" || hasControl(mech) || len(mech) > 20 {
+			mech = "?"
+		}
 		logged = "AUTH " + mech + " [redacted]"
 	} else if len(logged) > 256 {
 		logged = logged[:256] + "..."
@@ -412,7 +427,7 @@ func (c *conn) cmdStartTLS(arg string) error {
 	c.tls = &st
 	c.nc = tc
 	c.br.Reset(tc)
-	c.bw.Reset(tc)
+	c.bw.Reset(deadlineWriter{c})
 	// RFC 3207: forget everything learnt before TLS.
 	c.helo, c.esmtp, c.authUser = "", false, ""
 	c.resetTx()

@@ -157,7 +157,8 @@ func (s *Server) admit(ip netip.Addr) string {
 	if s.total >= s.cfg.Limits.MaxConnections {
 		return "limit.connections"
 	}
-	if s.perIP[ip] >= s.cfg.Limits.MaxConnectionsPerIP {
+	// The local socket has no address: its users are not one client.
+	if ip.IsValid() && s.perIP[ip] >= s.cfg.Limits.MaxConnectionsPerIP {
 		return "limit.connections_per_ip"
 	}
 	s.total++

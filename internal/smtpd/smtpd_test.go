@@ -410,3 +410,33 @@ func TestConnectionsPerIP(t *testing.T) {
 		t.Fatalf("third connection got %q", buf[:n])
 	}
 }
+
+// A client that sends commands but never reads the replies must not hold
+// its connection forever: writes time out like reads (law 5).
+func TestClientNotReadingIsDisconnected(t *testing.T) {
+	ts := newTestServer(t, func(c *config.Config) {
+		c.Limits.CommandTimeout = config.Duration{Duration: time.Second}
+		c.Limits.MaxCommands = 1 << 30
+	})
+	cl := ts.dial(t, RoleMX) // the greeting is read: the session is registered
+	c := cl.c
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	const n = 200000
+	go func() {
+		c.Write([]byte(strings.Repeat("EHLO client.remote.test\r\n", n)))
+	}()
+	// Never read: the server's writes block, and must time out.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ts.srv.mu.Lock()
+		open := len(ts.srv.conns)
+		ts.srv.mu.Unlock()
+		if open == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a client that does not read still holds its connection after 15 s (command_timeout 1s)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
