@@ -128,6 +128,9 @@ type Spool struct {
 
 	count atomic.Int64
 	bytes atomic.Int64
+	// receiving counts messages being received: they count against
+	// max_messages already, so concurrent sessions cannot overshoot it.
+	receiving atomic.Int64
 
 	msgSync *groupSync
 
@@ -218,9 +221,15 @@ func (s *Spool) statePath(id string) string { return filepath.Join(s.dir, "state
 // CheckSpace returns ErrFull (wrapped with the bound that was hit) when a
 // new message of about size bytes would not fit.
 func (s *Spool) CheckSpace(size int64) error {
-	if s.limits.MaxMessages > 0 && s.count.Load() >= int64(s.limits.MaxMessages) {
-		return fmt.Errorf("%w: %d messages queued (queue.max_messages)", ErrFull, s.count.Load())
+	if n := s.count.Load() + s.receiving.Load(); s.limits.MaxMessages > 0 && n >= int64(s.limits.MaxMessages) {
+		return fmt.Errorf("%w: %d messages queued or being received (queue.max_messages)", ErrFull, n)
 	}
+	return s.checkBytes(size)
+}
+
+// checkBytes applies the byte bounds (queue size, free disk) to a message
+// of size bytes.
+func (s *Spool) checkBytes(size int64) error {
 	if s.limits.MaxBytes > 0 && s.bytes.Load()+size > s.limits.MaxBytes {
 		return fmt.Errorf("%w: %d bytes queued (queue.max_size)", ErrFull, s.bytes.Load())
 	}
@@ -272,16 +281,19 @@ func (s *Spool) Create(env Envelope) (*Writer, error) {
 		env.Received = time.Now().UTC()
 	}
 	w := &Writer{s: s, env: env}
+	s.receiving.Add(1)
 	if s.hooked {
 		w.tmp = filepath.Join(s.dir, "tmp", env.ID)
 		f, err := s.create(w.tmp)
 		if err != nil {
+			s.receiving.Add(-1)
 			return nil, fmt.Errorf("queue: create %s: %w", env.ID, err)
 		}
 		w.f = f
 	} else {
 		f, named, err := createTemp(filepath.Join(s.dir, "tmp"), env.ID)
 		if err != nil {
+			s.receiving.Add(-1)
 			return nil, fmt.Errorf("queue: create %s: %w", env.ID, err)
 		}
 		w.f, w.osf = f, f
@@ -329,7 +341,13 @@ func (w *Writer) Commit() error {
 	if w.done {
 		return errors.New("queue: commit after commit or abort")
 	}
+	w.s.receiving.Add(-1)
 	err := w.err
+	if err == nil {
+		// The byte bounds again, with the real size: many sessions may have
+		// passed the check at DATA together.
+		err = w.s.checkBytes(w.hdr + w.n)
+	}
 	if err == nil {
 		err = w.bw.Flush()
 	}
@@ -370,6 +388,7 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.done = true
+	w.s.receiving.Add(-1)
 	w.f.Close()
 	if w.tmp != "" {
 		os.Remove(w.tmp)

@@ -440,3 +440,22 @@ func TestClientNotReadingIsDisconnected(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A message being received counts against queue.max_messages, so
+// concurrent sessions cannot overshoot the bound together.
+func TestQueueBoundCountsMessagesInFlight(t *testing.T) {
+	ts := newTestServer(t, func(c *config.Config) { c.Queue.MaxMessages = 1 })
+	a := ts.dial(t, RoleMX)
+	a.cmd("EHLO a.remote.test", "250 ")
+	a.cmd("MAIL FROM:<a@remote.test>", "250 2.1.0")
+	a.cmd("RCPT TO:<alice@example.org>", "250 2.1.5")
+	a.cmd("DATA", "354")
+	b := ts.dial(t, RoleMX)
+	b.cmd("EHLO b.remote.test", "250 ")
+	b.cmd("MAIL FROM:<b@remote.test>", "452 4.3.1")
+	a.raw("Subject: first\r\n\r\nx\r\n.\r\n")
+	a.expect("250 2.0.0")
+	if n := len(queued(t, ts)); n != 1 {
+		t.Fatalf("queue holds %d messages, bound is 1", n)
+	}
+}
