@@ -714,8 +714,14 @@ func (c *Config) IsTrusted(ip netip.Addr) bool {
 	return false
 }
 
-// Paths under the data directory.
-func (c *Config) DBPath() string     { return filepath.Join(c.DataDir, "kanmon.db") }
-func (c *Config) QueueDir() string   { return filepath.Join(c.DataDir, "queue") }
-func (c *Config) MailRoot() string   { return filepath.Join(c.DataDir, "mail") }
+// DBPath is the account database under the data directory.
+func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "kanmon.db") }
+
+// QueueDir is the spool directory (see package queue).
+func (c *Config) QueueDir() string { return filepath.Join(c.DataDir, "queue") }
+
+// MailRoot holds the Maildirs, one per account: MailRoot/DOMAIN/USER.
+func (c *Config) MailRoot() string { return filepath.Join(c.DataDir, "mail") }
+
+// SocketPath is the local socket `kanmon sendmail` talks to.
 func (c *Config) SocketPath() string { return filepath.Join(c.DataDir, "kanmon.sock") }
