@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"kanmon/internal/cliflag"
 	"kanmon/internal/dnsresolve"
 )
 
@@ -87,20 +88,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&timeout, "timeout", DefaultTimeout, "limit for each network operation")
 	fs.DurationVar(&total, "max-time", 10*time.Minute, "limit for the whole audit")
 
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return ExitClean
-			}
-			return ExitError
+	positional, err := cliflag.Parse(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitClean
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
+		return ExitError
 	}
 	if len(positional) != 1 {
 		fmt.Fprintln(stderr, "kanmon audit: exactly one HOST[:PORT] is needed")

@@ -21,6 +21,7 @@ import (
 	"text/template"
 
 	"kanmon/internal/auth"
+	"kanmon/internal/cliflag"
 	"kanmon/internal/config"
 	"kanmon/internal/directory"
 	"kanmon/internal/logging"
@@ -112,17 +113,11 @@ func (u usageError) Error() string { return u.msg }
 // parse parses flags that may appear before or after positional arguments.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usageError{err.Error()}
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := cliflag.Parse(fs, args)
+	if err != nil {
+		return nil, usageError{err.Error()}
 	}
+	return pos, nil
 }
 
 func loadConfig(path string) (*config.Config, error) {

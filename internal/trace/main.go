@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"kanmon/internal/cliflag"
 )
 
 // Exit statuses of Main.
@@ -50,20 +52,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&received, "received", "", "walk the Received: chain of the message in `file` (\"-\" for standard input)")
 	fs.StringVar(&ours, "ours", "", "comma-separated `hosts` that are our servers (names, addresses, prefixes)")
 
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return ExitOK
-			}
-			return ExitError
+	positional, err := cliflag.Parse(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
+		return ExitError
 	}
 
 	open := func(name string) (io.Reader, func(), error) {
