@@ -217,6 +217,12 @@ func (c *conn) reply(code int, enhanced, text string) {
 		// the next step and would double the log volume of every message.
 		c.log.Info("reply", "code", code, "line", strconv.Itoa(code)+" "+enhanced+" "+text)
 	}
+	c.write(code, enhanced, text)
+}
+
+// write queues a reply without logging it (the caller logged a decision
+// line that carries it).
+func (c *conn) write(code int, enhanced, text string) {
 	lines := strings.Split(text, "\n")
 	cs := strconv.Itoa(code)
 	for i, l := range lines {
@@ -240,16 +246,21 @@ func (c *conn) reply(code int, enhanced, text string) {
 func (c *conn) reject(rule string, code int, enhanced, reason string, attrs ...any) {
 	c.errors++
 	c.s.d.Metrics.Rejected.WithLabelValues(rule).Inc()
-	c.log.Info("decision", append([]any{"rule", rule, "code", code, "enhanced", enhanced, "reason", reason}, attrs...)...)
-	c.reply(code, enhanced, reason+" ["+c.id+"]")
+	text := reason + " [" + c.id + "]"
+	// One line per refusal: the decision carries the reply sent.
+	c.log.Info("decision", append([]any{"rule", rule, "code", code, "enhanced", enhanced, "reason", reason,
+		"line", strconv.Itoa(code) + " " + enhanced + " " + text}, attrs...)...)
+	c.write(code, enhanced, text)
 }
 
 // tooManyErrors closes the session once the error allowance is spent.
 func (c *conn) tooManyErrors() error {
 	if c.errors >= c.s.cfg.Limits.MaxErrors {
 		c.s.d.Metrics.Rejected.WithLabelValues("limit.errors").Inc()
-		c.log.Info("decision", "rule", "limit.errors", "code", 421, "enhanced", "4.7.0", "errors", c.errors)
-		c.reply(421, "4.7.0", "too many errors, closing connection ["+c.id+"]")
+		text := "too many errors, closing connection [" + c.id + "]"
+		c.log.Info("decision", "rule", "limit.errors", "code", 421, "enhanced", "4.7.0", "errors", c.errors,
+			"line", "421 4.7.0 "+text)
+		c.write(421, "4.7.0", text)
 		return errors.New("too many errors")
 	}
 	return nil
