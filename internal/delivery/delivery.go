@@ -121,6 +121,8 @@ type Scheduler struct {
 	domainWait map[string][]string
 	ctx        context.Context
 	wg         sync.WaitGroup
+	// uncleanStops counts messages found in flight at startup (unclean.go).
+	uncleanStops *prometheus.CounterVec
 }
 
 // entry is what the scheduler remembers about a queued message.
@@ -161,6 +163,9 @@ func (s *Scheduler) Start(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	s.registerMetrics()
+	s.registerUncleanMetric()
+	// Before any worker runs: what the previous run left in flight.
+	s.recoverUnclean()
 	workers := map[string]int{LaneNormal: normalWorkers, LaneBounce: max(2, normalWorkers/4)}
 	for lane, n := range workers {
 		ch := s.lanes[lane]
@@ -450,6 +455,9 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 		s.mu.Unlock()
 		return
 	}
+	// The in-flight marker spans every attempt below (unclean.go).
+	mark := &attemptMark{s: s, id: id}
+	defer mark.end()
 	now := time.Now()
 	expired := s.Expire > 0 && now.Sub(env.Received) >= s.Expire
 	changed := false
@@ -478,6 +486,7 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 		if r.Account != "" {
 			st.Attempts++
 			changed = true
+			mark.begin()
 			name, err := s.deliverLocal(m, r)
 			if err != nil {
 				st.Last = err.Error()
@@ -529,6 +538,7 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 			addrs[k] = env.Recipients[i].Addr
 		}
 		start := time.Now()
+		mark.begin()
 		results := s.Remote.Deliver(ctx, env, d, addrs, m.Body)
 		s.release(lane)
 		s.releaseDomain(lane, d)
@@ -559,6 +569,11 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 				s.Log.Warn("delivery", append(args, "result", "deferred", "next", st.Next.Format(time.RFC3339))...)
 			}
 		}
+	}
+	if mark.marked && m.State.UncleanStops > 0 {
+		// An attempt completed: the count is of consecutive unclean stops.
+		m.State.UncleanStops = 0
+		changed = true
 	}
 	if s.report(m) {
 		changed = true
