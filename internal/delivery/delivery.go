@@ -22,7 +22,9 @@
 // blocking a worker. Temporary failures (4xx, no answer, DNS trouble) are
 // retried with exponential backoff from RetryMin to RetryMax; permanent
 // ones (5xx, null MX, no such domain) fail the recipient at once; a
-// message older than Expire fails its remaining recipients.
+// message older than Expire fails its remaining recipients. A message
+// whose attempts were in flight at two consecutive unclean stops of the
+// server is held instead of being tried again (see unclean.go).
 //
 // Operator commands (list, hold, release, delete, flush) go through the
 // Scheduler too (see ops.go), which owns a message while it works on it,
