@@ -76,3 +76,18 @@ func TestStateKeepsHoldReasonAndUncleanStops(t *testing.T) {
 		t.Errorf("state after reopen: %+v", m.State)
 	}
 }
+
+// BenchmarkMarkClearInFlight is what the in-flight marker adds to one
+// delivery attempt: a create and an unlink in inflight/.
+func BenchmarkMarkClearInFlight(b *testing.B) {
+	s := openSpool(b, b.TempDir(), Limits{})
+	id := NewID()
+	for b.Loop() {
+		if err := s.MarkInFlight(id); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.ClearInFlight(id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
