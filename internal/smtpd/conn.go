@@ -675,6 +675,9 @@ func (c *conn) cmdData(arg string) error {
 		return res.ioErr
 	}
 	switch {
+	case res.nul:
+		w.Abort()
+		c.reject("data.nul", 554, "5.6.0", "NUL character in message: not allowed in Internet mail (RFC 5322)")
 	case res.bareLF:
 		w.Abort()
 		c.reject("data.bare_lf", 554, "5.5.2", "bare CR or LF in message: SMTP requires CRLF line endings")
