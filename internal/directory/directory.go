@@ -25,6 +25,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	mailaddr "kanmon/internal/address"
 )
 
 // ErrNotFound is returned when an account or alias does not exist.
@@ -167,10 +169,11 @@ func (d *DB) current() *snapshot {
 	return d.snap.Load()
 }
 
-// Normalize lower-cases an address and checks that it is a plain
+// Normalize lower-cases an address (ASCII letters only: see
+// address.LowerASCII) and checks that it is a plain
 // local@domain with a conservative local part, safe as a path component.
 func Normalize(address string) (string, error) {
-	a := strings.ToLower(strings.TrimSpace(address))
+	a := mailaddr.LowerASCII(strings.TrimSpace(address))
 	local, domain, ok := strings.Cut(a, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
 		return "", fmt.Errorf("directory: %q is not an address of the form user@domain", address)
@@ -198,7 +201,7 @@ func Normalize(address string) (string, error) {
 
 // PasswordHash returns the stored hash of an account.
 func (d *DB) PasswordHash(address string) (string, bool) {
-	h, ok := d.current().users[strings.ToLower(address)]
+	h, ok := d.current().users[mailaddr.LowerASCII(address)]
 	return h, ok
 }
 
@@ -207,7 +210,7 @@ func (d *DB) PasswordHash(address string) (string, bool) {
 // The second result is false when no account or alias exists.
 func (d *DB) Resolve(address string) (string, bool) {
 	s := d.current()
-	a := strings.ToLower(address)
+	a := mailaddr.LowerASCII(address)
 	for i := 0; i < maxAliasDepth; i++ {
 		if _, ok := s.users[a]; ok {
 			return a, true
@@ -237,12 +240,12 @@ func (d *DB) depth(a string) int {
 // MaySendAs reports whether the authenticated account may use address as
 // its envelope sender: its own address or an alias that resolves to it.
 func (d *DB) MaySendAs(account, address string) bool {
-	a := strings.ToLower(address)
-	if a == strings.ToLower(account) {
+	a := mailaddr.LowerASCII(address)
+	if a == mailaddr.LowerASCII(account) {
 		return true
 	}
 	target, ok := d.Resolve(a)
-	return ok && target == strings.ToLower(account)
+	return ok && target == mailaddr.LowerASCII(account)
 }
 
 // Domains returns the domains recorded in the database.
@@ -258,7 +261,7 @@ func (d *DB) Domains() []string {
 
 // AddDomain records a local domain.
 func (d *DB) AddDomain(ctx context.Context, name string) error {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	name = mailaddr.LowerASCII(strings.TrimSuffix(name, "."))
 	if _, err := Normalize("x@" + name); err != nil {
 		return err
 	}
@@ -287,7 +290,7 @@ func (d *DB) AddUser(ctx context.Context, address, hash string) error {
 
 // SetPassword replaces an account's password hash.
 func (d *DB) SetPassword(ctx context.Context, address, hash string) error {
-	a := strings.ToLower(address)
+	a := mailaddr.LowerASCII(address)
 	res, err := d.sql.ExecContext(ctx, "UPDATE users SET password_hash = ? WHERE address = ?", hash, a)
 	if err != nil {
 		return fmt.Errorf("directory: set password of %s: %w", a, err)
@@ -300,7 +303,7 @@ func (d *DB) SetPassword(ctx context.Context, address, hash string) error {
 
 // DeleteUser removes an account (its Maildir stays on disk).
 func (d *DB) DeleteUser(ctx context.Context, address string) error {
-	a := strings.ToLower(address)
+	a := mailaddr.LowerASCII(address)
 	res, err := d.sql.ExecContext(ctx, "DELETE FROM users WHERE address = ?", a)
 	if err != nil {
 		return fmt.Errorf("directory: delete user %s: %w", a, err)
@@ -349,7 +352,7 @@ func (d *DB) AddAlias(ctx context.Context, alias, target string) error {
 
 // DeleteAlias removes an alias.
 func (d *DB) DeleteAlias(ctx context.Context, alias string) error {
-	a := strings.ToLower(alias)
+	a := mailaddr.LowerASCII(alias)
 	res, err := d.sql.ExecContext(ctx, "DELETE FROM aliases WHERE alias = ?", a)
 	if err != nil {
 		return fmt.Errorf("directory: delete alias %s: %w", a, err)
@@ -374,6 +377,6 @@ func (d *DB) Aliases() [][2]string {
 // MailboxPath returns the Maildir root of an account under mailRoot.
 // Normalize guarantees the parts contain no path separators.
 func MailboxPath(mailRoot, account string) string {
-	local, domain, _ := strings.Cut(strings.ToLower(account), "@")
+	local, domain, _ := strings.Cut(mailaddr.LowerASCII(account), "@")
 	return filepath.Join(mailRoot, domain, local)
 }

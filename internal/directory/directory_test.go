@@ -444,3 +444,29 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Unicode case folding must not reach an ASCII account: "alİce" (U+0130)
+// is not alice and U+212A KELVIN SIGN is not k. Only ASCII letters fold.
+func TestLookupFoldsASCIIOnly(t *testing.T) {
+	t.Parallel()
+	d, _ := openDB(t)
+	mustAddUser(t, d, "alice@example.org", "hash-a")
+	mustAddUser(t, d, "k@example.org", "hash-k")
+	for _, a := range []string{"al\u0130ce@example.org", "\u212A@example.org"} {
+		if acct, ok := d.Resolve(a); ok {
+			t.Errorf("Resolve(%q) reached %s", a, acct)
+		}
+		if _, ok := d.PasswordHash(a); ok {
+			t.Errorf("PasswordHash(%q) found an account", a)
+		}
+		if d.MaySendAs("alice@example.org", a) || d.MaySendAs("k@example.org", a) {
+			t.Errorf("MaySendAs(..., %q) = true", a)
+		}
+		if _, err := directory.Normalize(a); err == nil {
+			t.Errorf("Normalize(%q) accepted a non-ASCII local part", a)
+		}
+	}
+	if acct, ok := d.Resolve("ALICE@Example.org"); !ok || acct != "alice@example.org" {
+		t.Errorf("ASCII case is still folded: Resolve(ALICE@...) = %q, %v", acct, ok)
+	}
+}

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"strings"
 	"sync/atomic"
 
 	"kanmon/internal/address"
@@ -126,7 +125,7 @@ func CheckForgedLocalSender(e *Engine, s *Session, from address.Addr) (Verdict, 
 	if !e.RejectForgedLocalSender || from.IsNull() || s.Client.Authenticated || s.Client.Trusted || s.Client.PopBeforeSMTP {
 		return Verdict{}, false
 	}
-	if e.Domains().Local[strings.ToLower(from.Domain)] {
+	if e.Domains().Local[from.Domain] {
 		return Rejected("sender.forged_local", 550, "5.7.1",
 			"sender <"+from.String()+"> is in a domain hosted here: our users must authenticate on the submission port"), true
 	}
