@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS domains (
 CREATE TABLE IF NOT EXISTS users (
 	address TEXT PRIMARY KEY,
 	password_hash TEXT NOT NULL,
-	created_at TEXT NOT NULL
+	created_at TEXT NOT NULL,
+	quota INTEGER
 );
 CREATE TABLE IF NOT EXISTS aliases (
 	alias TEXT PRIMARY KEY,
@@ -69,6 +70,7 @@ type DB struct {
 
 type snapshot struct {
 	users   map[string]string // address -> password hash
+	quotas  map[string]int64  // address -> its own mailbox quota, when set
 	aliases map[string]string // alias -> target
 	domains map[string]bool
 }
@@ -85,6 +87,10 @@ func Open(path string) (*DB, error) {
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("directory: create schema in %s: %w", path, err)
+	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("directory: migrate %s: %w", path, err)
 	}
 	d := &DB{sql: db}
 	if err := d.Reload(); err != nil {
@@ -106,21 +112,25 @@ func (d *DB) Reload() error {
 
 func (d *DB) reloadLocked() error {
 	ctx := context.Background()
-	s := &snapshot{users: map[string]string{}, aliases: map[string]string{}, domains: map[string]bool{}}
+	s := &snapshot{users: map[string]string{}, quotas: map[string]int64{}, aliases: map[string]string{}, domains: map[string]bool{}}
 	if err := d.sql.QueryRowContext(ctx, "PRAGMA data_version").Scan(&d.version); err != nil {
 		return fmt.Errorf("directory: data_version: %w", err)
 	}
-	rows, err := d.sql.QueryContext(ctx, "SELECT address, password_hash FROM users")
+	rows, err := d.sql.QueryContext(ctx, "SELECT address, password_hash, quota FROM users")
 	if err != nil {
 		return fmt.Errorf("directory: load users: %w", err)
 	}
 	for rows.Next() {
 		var a, h string
-		if err := rows.Scan(&a, &h); err != nil {
+		var q sql.NullInt64
+		if err := rows.Scan(&a, &h, &q); err != nil {
 			rows.Close()
 			return fmt.Errorf("directory: load users: %w", err)
 		}
 		s.users[a] = h
+		if q.Valid {
+			s.quotas[a] = q.Int64
+		}
 	}
 	rows.Close()
 	rows, err = d.sql.QueryContext(ctx, "SELECT alias, target FROM aliases")

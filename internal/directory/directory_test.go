@@ -470,3 +470,49 @@ func TestLookupFoldsASCIIOnly(t *testing.T) {
 		t.Errorf("ASCII case is still folded: Resolve(ALICE@...) = %q, %v", acct, ok)
 	}
 }
+
+// Per-account quotas, and the migration that adds them to a database made
+// before they existed.
+func TestQuotaAndMigration(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "old.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec(`CREATE TABLE users (address TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_at TEXT NOT NULL);
+		INSERT INTO users VALUES ('alice@example.org', 'h', '2024-01-01T00:00:00Z');`); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	d, err := directory.Open(path)
+	if err != nil {
+		t.Fatalf("opening a database without users.quota: %v", err)
+	}
+	defer d.Close()
+	if q, ok := d.Quota("alice@example.org"); ok {
+		t.Fatalf("migrated account has quota %d, want the default", q)
+	}
+	if err := d.SetQuota(ctx, "ALICE@example.org", 5000); err != nil {
+		t.Fatal(err)
+	}
+	if q, ok := d.Quota("alice@example.org"); !ok || q != 5000 {
+		t.Fatalf("Quota = %d, %v after SetQuota 5000", q, ok)
+	}
+	m := directory.NewMailboxes(d, t.TempDir(), 1<<30)
+	if q := m.Quota("alice@example.org"); q != 5000 {
+		t.Fatalf("Mailboxes.Quota = %d, want the account's 5000", q)
+	}
+	if err := d.SetQuota(ctx, "alice@example.org", -1); err != nil {
+		t.Fatal(err)
+	}
+	if q := m.Quota("alice@example.org"); q != 1<<30 {
+		t.Fatalf("after clearing, Mailboxes.Quota = %d, want the default", q)
+	}
+	if err := d.SetQuota(ctx, "nobody@example.org", 1); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("SetQuota of a missing account: %v", err)
+	}
+	if u, err := m.Usage("alice@example.org"); err != nil || u != 0 {
+		t.Fatalf("usage of a Maildir not yet made: %d, %v", u, err)
+	}
+}

@@ -20,6 +20,9 @@ type Session struct {
 	Client   Client
 	Listener string
 	AuthUser string // account address when Client.Authenticated
+	// Size is the message size the client announced with MAIL FROM
+	// SIZE=, 0 when it gave none.
+	Size int64
 }
 
 // Directory answers the account questions the checks need.
@@ -43,6 +46,8 @@ type Engine struct {
 	domains                 atomic.Pointer[Domains]
 	Dir                     Directory
 	RejectForgedLocalSender bool
+	// Mailboxes answers the quota check; nil means no mailbox quotas.
+	Mailboxes Mailboxes
 
 	MailChecks []MailCheck
 	RcptChecks []RcptCheck
@@ -53,7 +58,7 @@ func NewEngine(d Domains, dir Directory, rejectForgedLocal bool) *Engine {
 	e := &Engine{
 		Dir: dir, RejectForgedLocalSender: rejectForgedLocal,
 		MailChecks: []MailCheck{CheckAuthRequired, CheckSenderBinding, CheckForgedLocalSender},
-		RcptChecks: []RcptCheck{CheckRelay, CheckLocalRecipient},
+		RcptChecks: []RcptCheck{CheckRelay, CheckLocalRecipient, CheckMailboxQuota},
 	}
 	e.SetDomains(d)
 	return e
