@@ -740,59 +740,6 @@ func (c *conn) cmdData(arg string) error {
 	return c.tooManyErrors()
 }
 
-// receivedHeader builds our Received: line (RFC 5321 4.4, with RFC 3848
-// protocol keywords).
-func (c *conn) receivedHeader(id string) []byte {
-	proto := "SMTP"
-	if c.role == RoleLocal {
-		proto = "LOCAL"
-	} else if c.esmtp {
-		proto = "ESMTP"
-		if c.tls != nil {
-			proto += "S"
-		}
-		if c.authUser != "" {
-			proto += "A"
-		}
-	}
-	var b strings.Builder
-	b.WriteString("Received: from ")
-	b.WriteString(c.helo)
-	if c.role == RoleLocal {
-		b.WriteString(" (local ")
-		b.WriteString(c.local)
-		b.WriteString(")\r\n\tby ")
-	} else {
-		b.WriteString(" ([")
-		b.WriteString(c.ip.String())
-		b.WriteString("])\r\n\tby ")
-	}
-	b.WriteString(c.s.cfg.Hostname)
-	b.WriteString(" with ")
-	b.WriteString(proto)
-	b.WriteString(" id ")
-	b.WriteString(id)
-	if c.tls != nil {
-		b.WriteString("\r\n\t(using ")
-		b.WriteString(tlsDesc(c.tls))
-		b.WriteString(")")
-	}
-	if c.authUser != "" {
-		b.WriteString("\r\n\t(authenticated user ")
-		b.WriteString(c.authUser)
-		b.WriteString(")")
-	}
-	if len(c.rcpts) == 1 {
-		b.WriteString("\r\n\tfor <")
-		b.WriteString(c.rcpts[0].addr.String())
-		b.WriteString(">")
-	}
-	b.WriteString(";\r\n\t")
-	b.WriteString(time.Now().Format(time.RFC1123Z))
-	b.WriteString("\r\n")
-	return []byte(b.String())
-}
-
 // clientIP is the client address recorded in the envelope ("local" for
 // the sendmail socket).
 func (c *conn) clientIP() string {
