@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"kanmon/internal/address"
 )
 
 // ErrInvalid means the user name or password is wrong. It does not say
@@ -100,7 +102,7 @@ func (a *Authenticator) acquire(ctx context.Context) bool {
 // both the client address and the account, and each failure past the
 // allowance is answered more slowly.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error) {
-	user := strings.ToLower(strings.TrimSpace(username))
+	user := address.LowerASCII(strings.TrimSpace(username))
 	if a.throttle != nil {
 		if err := a.throttle.Check(remote, user); err != nil {
 			return "", err

@@ -104,6 +104,9 @@ type Limits struct {
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
 	AuthMaxFailures     int      `toml:"auth_max_failures"`
 	AuthFailureWindow   Duration `toml:"auth_failure_window"`
+	// MailboxQuota is the default size bound of each account's Maildir
+	// (0: none); `kanmon user quota` sets one account's own.
+	MailboxQuota Size `toml:"mailbox_quota"`
 }
 
 // Queue bounds the spool.
@@ -225,6 +228,7 @@ func Default() *Config {
 			MaxConnectionsPerIP: 20,
 			AuthMaxFailures:     10,
 			AuthFailureWindow:   Duration{15 * time.Minute},
+			MailboxQuota:        1 << 30,
 		},
 		Queue: Queue{
 			MaxMessages:  100000,

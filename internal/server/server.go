@@ -97,6 +97,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		s.popb = popbefore.New(w)
 	}
 	s.pol = policy.NewEngine(s.domains(), s.dir, cfg.Policy.RejectForgedLocalSender)
+	s.pol.Mailboxes = directory.NewMailboxes(s.dir, cfg.MailRoot(), int64(cfg.Limits.MailboxQuota))
 	remote, err := newRemote(cfg)
 	if err != nil {
 		return nil, err
