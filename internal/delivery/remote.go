@@ -271,7 +271,9 @@ func (r *Remote) session(ctx context.Context, h hop, env *queue.Envelope, rcpts 
 	// The whole session ends by this deadline, however slowly the peer
 	// answers each command just in time.
 	deadline := time.Now().Add(cmp(r.TransactionTimeout, 30*time.Minute) + dataTimeout)
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+	// The connection's own deadlines fire first, so the error names the
+	// reply that was late; the context is the backstop for the rest.
+	ctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
 	defer cancel()
 	d := net.Dialer{Timeout: ct}
 	conn, err := d.DialContext(ctx, "tcp", h.addr)

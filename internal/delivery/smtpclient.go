@@ -272,8 +272,16 @@ func (c *smtpClient) until(d time.Duration) time.Time {
 // timeout (and the transaction deadline): the read deadline is set once,
 // so a peer dripping a byte at a time cannot extend it.
 func (c *smtpClient) read(what string, timeout time.Duration) (reply, error) {
-	c.conn.SetReadDeadline(c.until(timeout))
+	dl := c.until(timeout)
+	c.conn.SetReadDeadline(dl)
 	r, err := readReply(c.br)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		why := "within " + timeout.String()
+		if dl.Equal(c.deadline) {
+			why = "before the session deadline"
+		}
+		err = &peerError{enhanced: enhBadConnection, msg: "remote server did not complete its reply " + why}
+	}
 	if err != nil {
 		return reply{}, fmt.Errorf("%s: %w", what, err)
 	}
