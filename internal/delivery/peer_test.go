@@ -52,9 +52,9 @@ type peerMsg struct {
 // MTA will not give on demand (451, 550, silence).
 type peer struct {
 	addr   string
-	listen string // address to listen on (default 127.0.0.1:0)
-	tls  *tls.Config // STARTTLS offered when set
-	utf8 bool        // SMTPUTF8 offered
+	listen string      // address to listen on (default 127.0.0.1:0)
+	tls    *tls.Config // STARTTLS offered when set
+	utf8   bool        // SMTPUTF8 offered
 	// rcpt returns the reply to RCPT number n (counting from 0 over the
 	// peer's life); nil accepts.
 	rcpt func(n int, addr string) string
