@@ -88,6 +88,9 @@ max_per_domain = 20             # outgoing connections per destination domain
 delay_warning = "4h"
 # Send every DNS question to this server ("127.0.0.1:53"); "" = system resolver.
 dns_server = ""
+# One SMTP session with a remote server ends after this (plus 10m for the
+# message itself), however promptly the server answers each command.
+transaction_timeout = "30m"
 
 [policy]
 # Refuse mail from outside that claims one of our domains as its envelope

@@ -145,6 +145,9 @@ type Delivery struct {
 	DelayWarning Duration `toml:"delay_warning"`
 	// DNSServer, when set, receives every DNS query ("127.0.0.1:5353").
 	DNSServer string `toml:"dns_server"`
+	// TransactionTimeout bounds one SMTP session with a remote server,
+	// plus the DATA timeout, however promptly each reply comes.
+	TransactionTimeout Duration `toml:"transaction_timeout"`
 }
 
 // Policy switches optional checks.
@@ -244,6 +247,8 @@ func Default() *Config {
 			MaxConcurrency: 32,
 			MaxPerDomain:   20,
 			DelayWarning:   Duration{4 * time.Hour},
+			// Generous: a large message to a slow server still fits.
+			TransactionTimeout: Duration{30 * time.Minute},
 		},
 		Policy:   Policy{RejectForgedLocalSender: true},
 		POP3:     POP3{IdleTimeout: Duration{10 * time.Minute}},
@@ -585,6 +590,9 @@ func (c *Config) validateDelivery(raw []byte, e *Errors) {
 	}
 	if d.DelayWarning.Duration < 0 {
 		e.add(raw, "delivery.delay_warning", "must not be negative (0 turns delay warnings off)")
+	}
+	if d.TransactionTimeout.Duration < time.Minute {
+		e.add(raw, "delivery.transaction_timeout", "must be at least 1m")
 	}
 	if d.DNSServer != "" {
 		if _, _, err := net.SplitHostPort(d.DNSServer); err != nil {

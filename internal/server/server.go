@@ -118,7 +118,7 @@ func newRemote(cfg *config.Config) (*delivery.Remote, error) {
 	d := cfg.Delivery
 	r := &delivery.Remote{
 		Resolver: dnsresolve.New(d.DNSServer), HeloName: d.HeloName, Routes: map[string]string{},
-		Smarthost: d.Smarthost, SmarthostUser: d.SmarthostUser,
+		Smarthost: d.Smarthost, SmarthostUser: d.SmarthostUser, TransactionTimeout: d.TransactionTimeout.Duration,
 	}
 	if r.HeloName == "" {
 		r.HeloName = cfg.Hostname
