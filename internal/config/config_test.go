@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestParseMinimalValid(t *testing.T) {
 	if c.POP3.AllowPlaintextAuth || c.POP3.PopBeforeSMTP.Duration != 0 || c.POP3.PopBeforeSMTPOnMX {
 		t.Errorf("POP3 defaults %+v: want plaintext off and POP-before-SMTP off", c.POP3)
 	}
-	if c.Limits != d.Limits || c.Queue != d.Queue {
+	if !reflect.DeepEqual(c.Limits, d.Limits) || c.Queue != d.Queue {
 		t.Errorf("limits/queue differ from Default(): %+v %+v", c.Limits, c.Queue)
 	}
 	if c.Path != "/etc/kanmon/kanmon.toml" {
