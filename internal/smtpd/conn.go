@@ -182,6 +182,7 @@ func (c *conn) readCommand(timeout time.Duration) (string, error) {
 		if c.closing.Load() {
 			return "", errors.New("shutdown")
 		}
+		c.stressDeadline(timeout)
 	}
 	max := c.s.cfg.Limits.MaxLineLength
 	var buf []byte

@@ -175,6 +175,16 @@ func (s session) Stress() {
 	}
 }
 
+// stressDeadline shortens a wait just begun when the listener became
+// stressed while it was being set up. It is checked after the deadline
+// is set: either it sees the flag, or the listener's Stress call comes
+// later and cuts the wait itself.
+func (c *conn) stressDeadline(timeout time.Duration) {
+	if st := c.s.cfg.Limits.StressCommandTimeout.Duration; st < timeout && c.lc.Stressed() {
+		c.raw.SetReadDeadline(time.Now().Add(st))
+	}
+}
+
 // commandTimeout is the wait for the next command: shorter when the
 // listener is stressed, so idle connections give their slots back.
 func (c *conn) commandTimeout() time.Duration {
