@@ -372,7 +372,7 @@ func TestShutdownDrains(t *testing.T) {
 type stubbornHandler struct{}
 
 func (stubbornHandler) Refuse(nc net.Conn, id, rule string) Reply { return Reply{} }
-func (stubbornHandler) Open(nc net.Conn, c Conn) Session         { return stubborn{nc} }
+func (stubbornHandler) Open(nc net.Conn, c Conn) Session          { return stubborn{nc} }
 
 type stubborn struct{ nc net.Conn }
 
