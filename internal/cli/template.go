@@ -52,8 +52,19 @@ max_errors = 5                  # rejected commands before 421 and close
 max_commands = 10000            # commands per connection
 command_timeout = "5m"          # RFC 5321 4.5.3.2
 data_timeout = "10m"
-max_connections = 1000
-max_connections_per_ip = 20
+# Connections are counted per listener: each has its own pool, so a
+# flood on mx cannot lock out submission or POP3 users.
+max_connections = 1000          # per listener; 421 4.7.0 above it
+max_connections_per_ip = 20     # per listener and client (IPv6: per /64)
+# Pools of their own size, e.g. { mx = 2000, submission = 200 }
+# (mx, submission, smtps, pop3, pop3s, sendmail).
+max_connections_by_listener = {}
+# Stress mode: when an SMTP listener's pool is this full (percent), its
+# new and idle sessions get a short command timeout and error limit, so
+# idle connections give their slots back first.
+stress_threshold = 80
+stress_command_timeout = "10s"
+stress_max_errors = 2
 auth_max_failures = 10          # failed logins per address or account ...
 auth_failure_window = "15m"     # ... within this window before 454 4.7.0
 

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -90,7 +91,9 @@ type TLS struct {
 	Key  string `toml:"key"`
 }
 
-// Limits bounds every input (law 5).
+// Limits bounds every input (law 5). MaxConnections and
+// MaxConnectionsPerIP apply to each listener on its own (its own pool),
+// so a flood on one listener cannot lock out the users of another.
 type Limits struct {
 	MaxMessageSize      Size     `toml:"max_message_size"`
 	MaxLineLength       int      `toml:"max_line_length"`
@@ -102,8 +105,17 @@ type Limits struct {
 	DataTimeout         Duration `toml:"data_timeout"`
 	MaxConnections      int      `toml:"max_connections"`
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
-	AuthMaxFailures     int      `toml:"auth_max_failures"`
-	AuthFailureWindow   Duration `toml:"auth_failure_window"`
+	// MaxConnectionsByListener overrides MaxConnections for the listeners
+	// it names (mx, submission, smtps, pop3, pop3s, sendmail).
+	MaxConnectionsByListener map[string]int `toml:"max_connections_by_listener"`
+	// StressThreshold is how full (percent) an SMTP listener's pool is
+	// when its stress mode starts: new and idle sessions then get
+	// StressCommandTimeout and StressMaxErrors.
+	StressThreshold      int      `toml:"stress_threshold"`
+	StressCommandTimeout Duration `toml:"stress_command_timeout"`
+	StressMaxErrors      int      `toml:"stress_max_errors"`
+	AuthMaxFailures      int      `toml:"auth_max_failures"`
+	AuthFailureWindow    Duration `toml:"auth_failure_window"`
 	// MailboxQuota is the default size bound of each account's Maildir
 	// (0: none); `kanmon user quota` sets one account's own.
 	MailboxQuota Size `toml:"mailbox_quota"`
@@ -219,19 +231,23 @@ func Default() *Config {
 		},
 		TLS: TLS{Cert: "cert.pem", Key: "key.pem"},
 		Limits: Limits{
-			MaxMessageSize:      25 << 20,
-			MaxLineLength:       2048,
-			MaxDataLineLength:   65536,
-			MaxRecipients:       100,
-			MaxErrors:           5,
-			MaxCommands:         10000,
-			CommandTimeout:      Duration{5 * time.Minute},
-			DataTimeout:         Duration{10 * time.Minute},
-			MaxConnections:      1000,
-			MaxConnectionsPerIP: 20,
-			AuthMaxFailures:     10,
-			AuthFailureWindow:   Duration{15 * time.Minute},
-			MailboxQuota:        1 << 30,
+			MaxMessageSize:           25 << 20,
+			MaxLineLength:            2048,
+			MaxDataLineLength:        65536,
+			MaxRecipients:            100,
+			MaxErrors:                5,
+			MaxCommands:              10000,
+			CommandTimeout:           Duration{5 * time.Minute},
+			DataTimeout:              Duration{10 * time.Minute},
+			MaxConnections:           1000,
+			MaxConnectionsPerIP:      20,
+			MaxConnectionsByListener: map[string]int{},
+			StressThreshold:          80,
+			StressCommandTimeout:     Duration{10 * time.Second},
+			StressMaxErrors:          2,
+			AuthMaxFailures:          10,
+			AuthFailureWindow:        Duration{15 * time.Minute},
+			MailboxQuota:             1 << 30,
 		},
 		Queue: Queue{
 			MaxMessages:  100000,
@@ -505,6 +521,8 @@ func (c *Config) validate(raw []byte, e *Errors) {
 		{"limits.max_commands", int64(l.MaxCommands), 10},
 		{"limits.max_connections", int64(l.MaxConnections), 1},
 		{"limits.max_connections_per_ip", int64(l.MaxConnectionsPerIP), 1},
+		{"limits.stress_threshold", int64(l.StressThreshold), 1},
+		{"limits.stress_max_errors", int64(l.StressMaxErrors), 1},
 		{"limits.auth_max_failures", int64(l.AuthMaxFailures), 1},
 		{"queue.max_messages", int64(c.Queue.MaxMessages), 1},
 		{"queue.max_size", int64(c.Queue.MaxSize), 1 << 20},
@@ -520,6 +538,10 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	if l.MaxLineLength > 1<<20 {
 		e.add(raw, "limits.max_line_length", "must be at most 1048576")
 	}
+	if l.StressThreshold > 100 {
+		e.add(raw, "limits.stress_threshold", "must be at most 100 (a percentage of max_connections)")
+	}
+	c.validateListenerLimits(raw, e)
 	if l.MaxDataLineLength > 1<<24 {
 		e.add(raw, "limits.max_data_line_length", "must be at most 16777216")
 	}
@@ -530,6 +552,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	}{
 		{"limits.command_timeout", l.CommandTimeout.Duration, time.Second},
 		{"limits.data_timeout", l.DataTimeout.Duration, time.Second},
+		{"limits.stress_command_timeout", l.StressCommandTimeout.Duration, time.Second},
 		{"limits.auth_failure_window", l.AuthFailureWindow.Duration, time.Second},
 		{"queue.retry_min", c.Queue.RetryMin.Duration, time.Second},
 		{"queue.retry_max", c.Queue.RetryMax.Duration, time.Second},
@@ -546,6 +569,33 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}
+}
+
+// ListenerNames are the listeners max_connections_by_listener may name.
+var ListenerNames = []string{"mx", "submission", "smtps", "pop3", "pop3s", "sendmail"}
+
+func (c *Config) validateListenerLimits(raw []byte, e *Errors) {
+	names := make([]string, 0, len(c.Limits.MaxConnectionsByListener))
+	for n := range c.Limits.MaxConnectionsByListener {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if !slices.Contains(ListenerNames, n) {
+			e.add(raw, "limits.max_connections_by_listener", fmt.Sprintf("%q is not a listener (use %s)", n, strings.Join(ListenerNames, ", ")))
+		} else if v := c.Limits.MaxConnectionsByListener[n]; v < 1 {
+			e.add(raw, "limits.max_connections_by_listener", fmt.Sprintf("%s = %d: must be at least 1 (a zero or negative bound would mean no bound)", n, v))
+		}
+	}
+}
+
+// MaxConnectionsFor is the size of a listener's connection pool:
+// its max_connections_by_listener entry, or max_connections.
+func (c *Config) MaxConnectionsFor(listener string) int {
+	if n, ok := c.Limits.MaxConnectionsByListener[listener]; ok {
+		return n
+	}
+	return c.Limits.MaxConnections
 }
 
 func (c *Config) validateDelivery(raw []byte, e *Errors) {

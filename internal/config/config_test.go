@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestParseMinimalValid(t *testing.T) {
 	if c.POP3.AllowPlaintextAuth || c.POP3.PopBeforeSMTP.Duration != 0 || c.POP3.PopBeforeSMTPOnMX {
 		t.Errorf("POP3 defaults %+v: want plaintext off and POP-before-SMTP off", c.POP3)
 	}
-	if c.Limits != d.Limits || c.Queue != d.Queue {
+	if !reflect.DeepEqual(c.Limits, d.Limits) || c.Queue != d.Queue {
 		t.Errorf("limits/queue differ from Default(): %+v %+v", c.Limits, c.Queue)
 	}
 	if c.Path != "/etc/kanmon/kanmon.toml" {
@@ -58,6 +59,12 @@ func badCases() []badCase {
 	}
 	cases := []badCase{
 		// validate(): one case per rule.
+		{name: "stress threshold above 100", toml: sec("limits", "stress_threshold = 101"), key: "limits.stress_threshold", at: "stress_threshold =", msg: "at most 100"},
+		{name: "stress threshold zero", toml: sec("limits", "stress_threshold = 0"), key: "limits.stress_threshold", at: "stress_threshold =", msg: "at least 1"},
+		{name: "stress max errors zero", toml: sec("limits", "stress_max_errors = 0"), key: "limits.stress_max_errors", at: "stress_max_errors =", msg: "at least 1"},
+		{name: "stress command timeout too short", toml: sec("limits", `stress_command_timeout = "100ms"`), key: "limits.stress_command_timeout", at: "stress_command_timeout =", msg: "at least 1s"},
+		{name: "listener pool of an unknown listener", toml: sec("limits", "max_connections_by_listener = { imap = 10 }"), key: "limits.max_connections_by_listener", at: "max_connections_by_listener =", msg: `"imap" is not a listener`},
+		{name: "listener pool of zero", toml: sec("limits", "max_connections_by_listener = { mx = 0 }"), key: "limits.max_connections_by_listener", at: "max_connections_by_listener =", msg: "mx = 0: must be at least 1"},
 		{name: "hostname not a host name", toml: "domains = [\"example.org\"]\nhostname = \"mx example.org\"\n", key: "hostname", at: "hostname =", msg: "not a valid host name"},
 		{name: "hostname empty", toml: "domains = [\"example.org\"]\nhostname = \"\"\n", key: "hostname", at: "hostname =", msg: "not a valid host name"},
 		{name: "hostname label starts with dash", toml: "domains = [\"example.org\"]\nhostname = \"-mx.example.org\"\n", key: "hostname", at: "hostname =", msg: "not a valid host name"},
@@ -457,5 +464,19 @@ func TestTrustedMappedNetwork(t *testing.T) {
 	}
 	if _, err := config.Parse([]byte(base+`trusted_networks = ["::ffff:0.0.0.0/96"]`+"\n"), "m.toml"); err == nil {
 		t.Errorf("trusted_networks = [\"::ffff:0.0.0.0/96\"] (every IPv4 address) was accepted")
+	}
+}
+
+// TestMaxConnectionsFor: a listener's pool is its override, or
+// max_connections.
+func TestMaxConnectionsFor(t *testing.T) {
+	c, err := config.Parse([]byte(base+"[limits]\nmax_connections = 50\nmax_connections_by_listener = { mx = 2000, sendmail = 5 }\n"), "k.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l, want := range map[string]int{"mx": 2000, "sendmail": 5, "submission": 50, "pop3": 50} {
+		if got := c.MaxConnectionsFor(l); got != want {
+			t.Errorf("MaxConnectionsFor(%s) = %d, want %d", l, got, want)
+		}
 	}
 }

@@ -16,6 +16,7 @@ type Metrics struct {
 	Registry      *prometheus.Registry
 	Connections   *prometheus.CounterVec // listener
 	Active        *prometheus.GaugeVec   // listener
+	Stress        *prometheus.GaugeVec   // listener: 1 while its pool is in stress mode
 	Commands      *prometheus.CounterVec // listener, command
 	Accepted      *prometheus.CounterVec // listener
 	Rejected      *prometheus.CounterVec // rule
@@ -35,6 +36,9 @@ func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
 		Active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kanmon_connections_active", Help: "Connections open now, by listener.",
 		}, []string{"listener"}),
+		Stress: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kanmon_listener_stress", Help: "1 while a listener's connection pool is in stress mode (short timeouts), by listener.",
+		}, []string{"listener"}),
 		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_commands_total", Help: "Protocol commands received, by listener and command.",
 		}, []string{"listener", "command"}),
@@ -51,7 +55,7 @@ func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
 			Name: "kanmon_deliveries_total", Help: "Delivery attempts per recipient, by kind and result.",
 		}, []string{"kind", "result"}),
 	}
-	r.MustRegister(m.Connections, m.Active, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries,
+	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_messages", Help: "Messages in the queue."}, queueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_bytes", Help: "Bytes in the queue."}, queueBytes),
 		collectors.NewGoCollector(),

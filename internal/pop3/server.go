@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"kanmon/internal/auth"
-	"kanmon/internal/logging"
+	"kanmon/internal/listener"
 	"kanmon/internal/popbefore"
 )
 
@@ -41,10 +41,10 @@ type Config struct {
 	// MaxErrors closes a session after this many refused commands
 	// (unknown, malformed, out of state, failed logins; default 10).
 	MaxErrors int
-	// MaxConnsPerIP bounds concurrent connections from one client address
-	// (an IPv6 client by its /64; default 10).
+	// MaxConnsPerIP bounds concurrent connections from one client (an
+	// IPv4 address or an IPv6 /64) on one listener (default 10).
 	MaxConnsPerIP int
-	// MaxConns bounds concurrent connections in total (default 1000).
+	// MaxConns bounds concurrent connections of one listener (default 1000).
 	MaxConns int
 	// MailRoot is the directory under which each account's Maildir lies
 	// (directory.MailboxPath).
@@ -81,7 +81,8 @@ const handshakeTimeout = 30 * time.Second
 var ErrServerClosed = errors.New("pop3: server closed")
 
 // Server is a POP3 server. One Server serves one listener role; several
-// Servers in a process share the one-session-per-mailbox lock.
+// Servers in a process share the one-session-per-mailbox lock. Each
+// net.Listener it serves has its own connection pool (internal/listener).
 type Server struct {
 	cfg Config
 	log *slog.Logger
@@ -91,11 +92,7 @@ type Server struct {
 	closing atomic.Bool
 
 	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	perIP     map[netip.Prefix]int
-	total     int
-	wg        sync.WaitGroup
+	listeners []*listener.Listener
 }
 
 // NewServer returns a Server for cfg, with defaults filled in.
@@ -135,12 +132,7 @@ func NewServer(cfg Config) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		cfg: cfg, log: log, baseCtx: ctx, cancel: cancel,
-		listeners: map[net.Listener]struct{}{},
-		sessions:  map[*session]struct{}{},
-		perIP:     map[netip.Prefix]int{},
-	}
+	return &Server{cfg: cfg, log: log, baseCtx: ctx, cancel: cancel}
 }
 
 // Serve accepts connections on ln until Shutdown. For POP3S pass a TLS
@@ -151,51 +143,24 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 		return errors.New("pop3: Config.Auth and Config.MailRoot are required")
 	}
+	// POP3 has no stress mode: RFC 1939 wants at least ten minutes before
+	// an autologout, and its pool is its own, so an SMTP flood cannot
+	// reach it.
+	l := listener.New(listener.Config{
+		Name: s.cfg.Listener, MaxConns: s.cfg.MaxConns, MaxConnsPerClient: s.cfg.MaxConnsPerIP, Logger: s.log,
+	}, handler{s})
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
 	}
-	s.listeners[ln] = struct{}{}
+	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
-				// Out of file descriptors and the like: wait, then retry.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		s.mu.Lock()
-		if s.closing.Load() {
-			s.mu.Unlock()
-			c.Close()
-			return ErrServerClosed
-		}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.handle(c)
+	if err := l.Serve(ln); !errors.Is(err, listener.ErrClosed) {
+		return fmt.Errorf("pop3: serve %s: %w", s.cfg.Listener, err)
 	}
-}
-
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
+	return ErrServerClosed
 }
 
 // Shutdown stops accepting, ends sessions that have not logged in, and
@@ -205,106 +170,50 @@ func isTemporary(err error) bool {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing.Store(true)
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	for sess := range s.sessions {
-		sess.interrupt()
-	}
+	ls := s.listeners
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
+	errs := make([]error, len(ls))
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.Shutdown(ctx)
+		}()
 	}
+	wg.Wait()
 	s.cancel()
-	s.mu.Lock()
-	for sess := range s.sessions {
-		sess.raw.Close()
+	if err := errors.Join(errs...); err != nil {
+		return ctx.Err()
 	}
-	s.mu.Unlock()
-	<-done
-	return ctx.Err()
+	return nil
 }
 
-func clientPrefix(ip netip.Addr) netip.Prefix {
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p
-	}
-	p, _ := ip.Prefix(32)
-	return p
+// handler plugs the POP3 dialogue into a listener.
+type handler struct{ s *Server }
+
+// Refuse answers a client over a connection limit: in clear on POP3,
+// inside TLS on POP3S (the write handshakes).
+func (h handler) Refuse(nc net.Conn, id, rule string) listener.Reply {
+	line := "-ERR [SYS/TEMP] Too many connections, try again later (" + id + ")"
+	nc.Write([]byte(line + "\r\n"))
+	return listener.Reply{Line: line}
 }
 
-// admit counts a new connection against the limits; the rule is set when
-// it is refused.
-func (s *Server) admit(ip netip.Addr) (rule string, ok bool) {
-	key := clientPrefix(ip)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.total >= s.cfg.MaxConns {
-		return "limit.connections", false
-	}
-	if s.perIP[key] >= s.cfg.MaxConnsPerIP {
-		return "limit.connections_per_ip", false
-	}
-	s.total++
-	s.perIP[key]++
-	return "", true
+// Open starts a POP3 session.
+func (h handler) Open(nc net.Conn, c listener.Conn) listener.Session {
+	return popSession{newSession(h.s, nc, c.ID, c.Client, c.Log)}
 }
 
-func (s *Server) release(ip netip.Addr) {
-	key := clientPrefix(ip)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.total--
-	if s.perIP[key]--; s.perIP[key] <= 0 {
-		delete(s.perIP, key)
-	}
-}
+// popSession adapts a session to listener.Session.
+type popSession struct{ s *session }
 
-func remoteIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
+// Serve runs the POP3 dialogue.
+func (p popSession) Serve() { p.s.serve() }
 
-func (s *Server) handle(c net.Conn) {
-	defer s.wg.Done()
-	id := logging.NewID('c')
-	ip := remoteIP(c.RemoteAddr())
-	log := s.log.With("conn", id, "listener", s.cfg.Listener)
-	if rule, ok := s.admit(ip); !ok {
-		log.Info("connect.refused", "remote", c.RemoteAddr().String(), "rule", rule)
-		// Said in clear on POP3, inside TLS on POP3S (the write handshakes).
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		c.Write([]byte("-ERR [SYS/TEMP] Too many connections, try again later (" + id + ")\r\n"))
-		c.Close()
-		return
-	}
-	defer s.release(ip)
-	sess := newSession(s, c, id, ip, log)
-	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
-	}()
-	sess.serve()
-}
+// Shutdown ends a session not logged in at once (-ERR [SYS/TEMP]); a
+// logged-in one goes on until QUIT or the drain deadline.
+func (p popSession) Shutdown() { p.s.interrupt() }
 
 // Mailbox locks are process-wide, so a POP3 and a POP3S Server (or two
 // Servers of any kind) never open one mailbox twice.

@@ -205,7 +205,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return pop3.Config{
 			Hostname: cfg.Hostname, TLS: tlsCfg, AllowPlaintextAuth: cfg.POP3.AllowPlaintextAuth,
 			IdleTimeout: cfg.POP3.IdleTimeout.Duration, MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
-			MaxConns: cfg.Limits.MaxConnections, MailRoot: cfg.MailRoot(), Auth: s.auth, Logger: s.log,
+			MaxConns: cfg.MaxConnectionsFor(name), MailRoot: cfg.MailRoot(), Auth: s.auth, Logger: s.log,
 			PopBefore: s.popb, Listener: name,
 		}
 	}

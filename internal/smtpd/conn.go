@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"kanmon/internal/address"
+	"kanmon/internal/listener"
 	"kanmon/internal/policy"
 	"kanmon/internal/queue"
 )
@@ -59,6 +60,9 @@ type conn struct {
 
 	closing atomic.Bool // server shutdown requested
 	inTx    atomic.Bool // a DATA transfer is in progress
+
+	raw net.Conn      // the accepted connection, for deadlines set from other goroutines
+	lc  listener.Conn // the listener's view: stress mode
 }
 
 func newConn(s *Server, nc net.Conn, role Role, id string, ip netip.Addr, log *slog.Logger) *conn {
@@ -82,8 +86,7 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 }
 
 func (c *conn) cfgLimits() (cmdTimeout, dataTimeout time.Duration) {
-	l := c.s.cfg.Limits
-	return l.CommandTimeout.Duration, l.DataTimeout.Duration
+	return c.commandTimeout(), c.s.cfg.Limits.DataTimeout.Duration
 }
 
 // shutdown asks an idle session to end; a session receiving DATA finishes
@@ -91,7 +94,7 @@ func (c *conn) cfgLimits() (cmdTimeout, dataTimeout time.Duration) {
 func (c *conn) shutdown() {
 	c.closing.Store(true)
 	if !c.inTx.Load() {
-		c.nc.SetReadDeadline(time.Now())
+		c.raw.SetReadDeadline(time.Now())
 	}
 }
 
@@ -125,7 +128,7 @@ func (c *conn) serve() {
 	c.reply(220, "", c.s.cfg.Hostname+" ESMTP ready")
 	reason := "quit"
 	for {
-		line, err := c.readCommand(cmdTimeout)
+		line, err := c.readCommand(c.commandTimeout())
 		if err != nil {
 			reason = c.readFailed(err)
 			break
@@ -180,6 +183,7 @@ func (c *conn) readCommand(timeout time.Duration) (string, error) {
 		if c.closing.Load() {
 			return "", errors.New("shutdown")
 		}
+		c.stressDeadline(timeout)
 	}
 	max := c.s.cfg.Limits.MaxLineLength
 	var buf []byte
@@ -256,7 +260,7 @@ func (c *conn) reject(rule string, code int, enhanced, reason string, attrs ...a
 
 // tooManyErrors closes the session once the error allowance is spent.
 func (c *conn) tooManyErrors() error {
-	if c.errors >= c.s.cfg.Limits.MaxErrors {
+	if c.errors >= c.maxErrors() {
 		c.s.d.Metrics.Rejected.WithLabelValues("limit.errors").Inc()
 		text := "too many errors, closing connection [" + c.id + "]"
 		c.log.Info("decision", "rule", "limit.errors", "code", 421, "enhanced", "4.7.0", "errors", c.errors,

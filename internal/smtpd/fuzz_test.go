@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kanmon/internal/config"
+	"kanmon/internal/listener"
 )
 
 // FuzzSession drives a whole SMTP dialogue from arbitrary client bytes:
@@ -26,12 +27,13 @@ func FuzzSession(f *testing.F) {
 		c.Limits.DataTimeout = config.Duration{Duration: 2 * time.Second}
 		c.Limits.MaxMessageSize = 4096
 	})
+	mx := listener.New(listener.Config{Name: "mx", MaxConns: 100, MaxConnsPerClient: 100}, handler{ts.srv, RoleMX})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		srvSide, cliSide := net.Pipe()
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			ts.srv.handle(srvSide, RoleMX)
+			mx.ServeConn(srvSide)
 		}()
 		go func() {
 			cliSide.SetWriteDeadline(time.Now().Add(3 * time.Second))

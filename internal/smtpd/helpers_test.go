@@ -263,3 +263,14 @@ func dialRaw(addr string) (net.Conn, error) {
 	}
 	return c, err
 }
+
+// openConns counts the connections holding a slot on any listener.
+func (s *Server) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.listeners {
+		n += l.Active()
+	}
+	return n
+}

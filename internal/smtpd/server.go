@@ -26,17 +26,17 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
 	"kanmon/internal/directory"
-	"kanmon/internal/logging"
+	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
 	"kanmon/internal/queue"
@@ -85,130 +85,123 @@ type Deps struct {
 	Queued func(id string)
 }
 
-// Server runs SMTP listeners sharing connection limits.
+// Server runs the SMTP listeners. Each listener has its own connection
+// pool (internal/listener), so a flood on one cannot lock out another.
 type Server struct {
 	d   Deps
 	cfg *config.Config
 
 	mu        sync.Mutex
-	perIP     map[netip.Addr]int
-	total     int
-	listeners []net.Listener
-	conns     map[*conn]struct{}
-	closing   atomic.Bool
-	wg        sync.WaitGroup
+	closing   bool
+	listeners []*listener.Listener
 }
 
 // New returns a Server.
 func New(d Deps) *Server {
-	return &Server{d: d, cfg: d.Config, perIP: map[netip.Addr]int{}, conns: map[*conn]struct{}{}}
+	return &Server{d: d, cfg: d.Config}
 }
 
 // Serve accepts connections on ln for the given role until Shutdown. For
 // RoleSMTPS the connection is wrapped in TLS here (implicit TLS, RFC 8314).
+// Each call has its own pool of limits.max_connections (or the role's
+// override) connections.
 func (s *Server) Serve(ln net.Listener, role Role) error {
+	key := string(role)
+	if role == RoleLocal {
+		key = "sendmail" // as the config names it
+	}
+	l := listener.New(listener.Config{
+		Name: string(role), MaxConns: s.cfg.MaxConnectionsFor(key),
+		MaxConnsPerClient: s.cfg.Limits.MaxConnectionsPerIP, StressPercent: s.cfg.Limits.StressThreshold,
+		StressGauge: s.d.Metrics.Stress.WithLabelValues(string(role)), Logger: s.d.Logger,
+	}, handler{s, role})
 	s.mu.Lock()
-	s.listeners = append(s.listeners, ln)
-	s.mu.Unlock()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
-				backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-				s.d.Logger.Warn("accept", "listener", string(role), "err", err.Error())
-				time.Sleep(backoff)
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.handle(nc, role)
-		}()
-	}
-}
-
-func remoteIP(nc net.Conn) netip.Addr {
-	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		if a, ok := netip.AddrFromSlice(ta.IP); ok {
-			return a.Unmap()
-		}
-	}
-	return netip.Addr{}
-}
-
-// admit applies the connection limits; it returns a rule name when the
-// connection must be refused.
-func (s *Server) admit(ip netip.Addr) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.total >= s.cfg.Limits.MaxConnections {
-		return "limit.connections"
-	}
-	// The local socket has no address: its users are not one client.
-	if ip.IsValid() && s.perIP[ip] >= s.cfg.Limits.MaxConnectionsPerIP {
-		return "limit.connections_per_ip"
-	}
-	s.total++
-	s.perIP[ip]++
-	return ""
-}
-
-func (s *Server) release(ip netip.Addr) {
-	s.mu.Lock()
-	s.total--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
-	s.mu.Unlock()
-}
-
-func (s *Server) handle(nc net.Conn, role Role) {
-	ip := remoteIP(nc)
-	id := logging.NewID('c')
-	log := s.d.Logger.With("conn", id, "listener", string(role))
-	if rule := s.admit(ip); rule != "" {
-		log.Warn("connect.refused", "remote", nc.RemoteAddr().String(), "rule", rule, "code", 421, "enhanced", "4.7.0")
-		s.d.Metrics.Rejected.WithLabelValues(rule).Inc()
-		nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		nc.Write([]byte("421 4.7.0 Too many connections, try again later [" + id + "]\r\n"))
-		nc.Close()
-		return
-	}
-	defer s.release(ip)
-	c := newConn(s, nc, role, id, ip, log)
-	if role == RoleLocal && !c.identifyLocal() {
-		return
-	}
-	s.mu.Lock()
-	if s.closing.Load() {
+	if s.closing {
 		s.mu.Unlock()
-		nc.Close()
-		return
+		ln.Close()
+		return nil
 	}
-	s.conns[c] = struct{}{}
+	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	s.d.Metrics.Connections.WithLabelValues(string(role)).Inc()
-	s.d.Metrics.Active.WithLabelValues(string(role)).Inc()
-	defer func() {
-		s.d.Metrics.Active.WithLabelValues(string(role)).Dec()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
-	c.serve()
+	if err := l.Serve(ln); err != nil && !errors.Is(err, listener.ErrClosed) {
+		return fmt.Errorf("smtpd: serve %s: %w", role, err)
+	}
+	return nil
+}
+
+// handler plugs the SMTP dialogue of one role into a listener.
+type handler struct {
+	s    *Server
+	role Role
+}
+
+// Refuse answers a client over a connection limit before the greeting.
+func (h handler) Refuse(nc net.Conn, id, rule string) listener.Reply {
+	h.s.d.Metrics.Rejected.WithLabelValues(rule).Inc()
+	text := "Too many connections, try again later [" + id + "]"
+	nc.Write([]byte("421 4.7.0 " + text + "\r\n"))
+	return listener.Reply{Code: 421, Enhanced: "4.7.0", Line: "421 4.7.0 " + text}
+}
+
+// Open starts an SMTP session; a local-socket client is identified first.
+func (h handler) Open(nc net.Conn, lc listener.Conn) listener.Session {
+	c := newConn(h.s, nc, h.role, lc.ID, lc.Client, lc.Log)
+	c.raw, c.lc = nc, lc
+	if h.role == RoleLocal && !c.identifyLocal() {
+		return nil
+	}
+	return session{c}
+}
+
+// session adapts a conn to listener.Session.
+type session struct{ c *conn }
+
+// Serve runs the SMTP dialogue.
+func (s session) Serve() {
+	m := s.c.s.d.Metrics
+	m.Connections.WithLabelValues(string(s.c.role)).Inc()
+	m.Active.WithLabelValues(string(s.c.role)).Inc()
+	defer m.Active.WithLabelValues(string(s.c.role)).Dec()
+	s.c.serve()
+}
+
+// Shutdown: an idle session gets 421 4.3.2; one receiving DATA finishes.
+func (s session) Shutdown() { s.c.shutdown() }
+
+// Stress cuts the wait of an idle session to the stress timeout.
+func (s session) Stress() {
+	if !s.c.inTx.Load() {
+		s.c.raw.SetReadDeadline(time.Now().Add(s.c.s.cfg.Limits.StressCommandTimeout.Duration))
+	}
+}
+
+// stressDeadline shortens a wait just begun when the listener became
+// stressed while it was being set up. It is checked after the deadline
+// is set: either it sees the flag, or the listener's Stress call comes
+// later and cuts the wait itself.
+func (c *conn) stressDeadline(timeout time.Duration) {
+	if st := c.s.cfg.Limits.StressCommandTimeout.Duration; st < timeout && c.lc.Stressed() {
+		c.raw.SetReadDeadline(time.Now().Add(st))
+	}
+}
+
+// commandTimeout is the wait for the next command: shorter when the
+// listener is stressed, so idle connections give their slots back.
+func (c *conn) commandTimeout() time.Duration {
+	l := c.s.cfg.Limits
+	if c.lc.Stressed() {
+		return min(l.CommandTimeout.Duration, l.StressCommandTimeout.Duration)
+	}
+	return l.CommandTimeout.Duration
+}
+
+// maxErrors is the error allowance, lower when the listener is stressed.
+func (c *conn) maxErrors() int {
+	l := c.s.cfg.Limits
+	if c.lc.Stressed() {
+		return min(l.MaxErrors, l.StressMaxErrors)
+	}
+	return l.MaxErrors
 }
 
 // Shutdown stops accepting, tells idle sessions to close with 421 and waits
@@ -216,27 +209,19 @@ func (s *Server) handle(nc net.Conn, role Role) {
 // received is either committed and acknowledged, or not acknowledged).
 // When ctx ends, remaining connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
 	s.mu.Lock()
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.shutdown()
-	}
+	s.closing = true
+	ls := s.listeners
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.nc.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return ctx.Err()
+	errs := make([]error, len(ls))
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.Shutdown(ctx)
+		}()
 	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

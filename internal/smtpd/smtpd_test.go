@@ -428,10 +428,7 @@ func TestClientNotReadingIsDisconnected(t *testing.T) {
 	// Never read: the server's writes block, and must time out.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		ts.srv.mu.Lock()
-		open := len(ts.srv.conns)
-		ts.srv.mu.Unlock()
-		if open == 0 {
+		if ts.srv.openConns() == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
