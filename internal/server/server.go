@@ -71,11 +71,12 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log}
 	var err error
-	if s.dir, err = directory.Open(cfg.DBPath()); err != nil {
+	// Modes first, so what an older version left open is logged before
+	// the database is opened (which would tighten it silently).
+	if err := s.secureDataDir(); err != nil {
 		return nil, err
 	}
-	if err := s.secureDataDir(); err != nil {
-		s.dir.Close()
+	if s.dir, err = directory.Open(cfg.DBPath()); err != nil {
 		return nil, err
 	}
 	if s.spool, err = queue.Open(cfg.QueueDir(), queue.Limits{
