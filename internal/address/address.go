@@ -400,6 +400,26 @@ func lowerDomain(d string) string {
 	return b.String()
 }
 
+// LowerASCII lower-cases the ASCII letters A-Z and leaves every other
+// character as it is. Local parts and account names are compared with it,
+// never with Unicode case folding: strings.ToLower maps U+212A KELVIN SIGN
+// to 'k' and U+0130 (capital I with dot) to 'i', which would let a
+// look-alike address reach an ASCII account.
+func LowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {

@@ -304,3 +304,17 @@ func TestLowerDomainStable(t *testing.T) {
 		}
 	}
 }
+
+func TestLowerASCII(t *testing.T) {
+	for in, want := range map[string]string{
+		"ALICE@Example.ORG": "alice@example.org",
+		"al\u0130ce":        "al\u0130ce",
+		"\u212A":            "\u212A",
+		"already":           "already",
+		"":                  "",
+	} {
+		if got := LowerASCII(in); got != want {
+			t.Errorf("LowerASCII(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"kanmon/internal/address"
 )
 
 // ErrInvalid means the user name or password is wrong. It does not say
@@ -108,7 +110,7 @@ func (a *Authenticator) acquire(ctx context.Context) bool {
 // (MaxUserLength) is refused without a hash check; it counts against the
 // client address only, so it never becomes a table entry of its own.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error) {
-	user := strings.ToLower(strings.TrimSpace(username))
+	user := address.LowerASCII(strings.TrimSpace(username))
 	if len(user) > MaxUserLength {
 		if a.throttle != nil {
 			if err := a.throttle.Check(remote, ""); err != nil {

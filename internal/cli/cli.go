@@ -272,12 +272,13 @@ func openDir(cfgPath string) (*config.Config, *directory.DB, error) {
 
 func cmdUser(args []string, env Env) error {
 	if len(args) == 0 {
-		return usageError{"user add|passwd|del|list"}
+		return usageError{"user add|passwd|del|list|quota"}
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("user", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "config file")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from stdin")
+	quota := fs.String("quota", "", "user add: the account's own mailbox quota (e.g. 500MiB, 0 = none)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
 		return err
@@ -291,7 +292,10 @@ func cmdUser(args []string, env Env) error {
 	switch sub {
 	case "add", "passwd":
 		if len(pos) != 1 {
-			return usageError{"user " + sub + " ADDRESS --config FILE [--password-stdin]"}
+			return usageError{"user " + sub + " ADDRESS --config FILE [--password-stdin] [--quota SIZE]"}
+		}
+		if *quota != "" && sub != "add" {
+			return usageError{"--quota goes with user add; use user quota ADDRESS SIZE"}
 		}
 		addr, err := directory.Normalize(pos[0])
 		if err != nil {
@@ -310,6 +314,9 @@ func cmdUser(args []string, env Env) error {
 		}
 		if sub == "add" {
 			err = d.AddUser(ctx, addr, h)
+			if err == nil && *quota != "" {
+				err = setQuota(ctx, d, addr, *quota)
+			}
 		} else {
 			err = d.SetPassword(ctx, addr, h)
 		}
@@ -333,8 +340,10 @@ func cmdUser(args []string, env Env) error {
 		for _, u := range d.Users() {
 			fmt.Fprintln(env.Stdout, u)
 		}
+	case "quota":
+		return cmdUserQuota(ctx, cfg, d, pos, env)
 	default:
-		return usageError{"user add|passwd|del|list"}
+		return usageError{"user add|passwd|del|list|quota"}
 	}
 	return nil
 }

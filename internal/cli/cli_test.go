@@ -477,3 +477,43 @@ func TestCheckConfigReportsErrors(t *testing.T) {
 		t.Errorf("user add with a broken config: %s; want exit 1", r)
 	}
 }
+
+func TestUserQuota(t *testing.T) {
+	t.Parallel()
+	path := initDir(t)
+	mustRun(t, password+"\n", "user", "add", "alice@example.org", "--config", path, "--password-stdin")
+	mustRun(t, password+"\n", "user", "add", "bob@example.org", "--config", path, "--password-stdin", "--quota", "10MiB")
+	mustRun(t, "", "alias", "add", "info@example.org", "alice@example.org", "--config", path)
+
+	r := mustRun(t, "", "user", "quota", "alice@example.org", "--config", path)
+	if !strings.Contains(r.stdout, "quota 1073741824 octets (limits.mailbox_quota), used 0 octets") {
+		t.Errorf("default quota: %s", r)
+	}
+	r = mustRun(t, "", "user", "quota", "bob@example.org", "--config", path)
+	if !strings.Contains(r.stdout, "quota 10485760 octets (its own)") {
+		t.Errorf("user add --quota: %s", r)
+	}
+	r = mustRun(t, "", "user", "quota", "ALICE@example.org", "500MiB", "--config", path)
+	if !strings.Contains(r.stdout, "alice@example.org: quota 524288000 octets (its own)") {
+		t.Errorf("user quota SIZE: %s", r)
+	}
+	r = mustRun(t, "", "user", "quota", "alice@example.org", "0", "--config", path)
+	if !strings.Contains(r.stdout, "quota none (its own)") {
+		t.Errorf("user quota 0: %s", r)
+	}
+	r = mustRun(t, "", "user", "quota", "alice@example.org", "default", "--config", path)
+	if !strings.Contains(r.stdout, "(limits.mailbox_quota)") {
+		t.Errorf("user quota default: %s", r)
+	}
+	for name, args := range map[string][]string{
+		"alias":      {"user", "quota", "info@example.org", "1MiB"},
+		"unknown":    {"user", "quota", "nobody@example.org", "1MiB"},
+		"bad size":   {"user", "quota", "alice@example.org", "lots"},
+		"negative":   {"user", "quota", "alice@example.org", "-5"},
+		"no address": {"user", "quota"},
+	} {
+		if r := run(t, "", append(args, "--config", path)...); r.code == 0 {
+			t.Errorf("%s: accepted: %s", name, r)
+		}
+	}
+}

@@ -90,7 +90,8 @@ func cmdQueue(args []string, env Env) error {
 			}
 			state := "active"
 			if in.Held {
-				state = "held"
+				// The reason says what to do, e.g. after unclean stops.
+				state = "held: " + in.HoldReason
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", in.ID, time.Since(in.Received).Round(time.Second), in.Lane, in.Size,
 				from, strings.Join(rcpts, ","), state)
@@ -115,6 +116,12 @@ func cmdQueue(args []string, env Env) error {
 		}
 		fmt.Fprintf(env.Stdout, "id: %s\nfrom: %s\nreceived: %s\norigin: %s\nclient: %s\nlane: %s\nsize: %d\nheld: %v\n",
 			in.ID, from, in.Received.Format(time.RFC3339), in.Origin, in.ClientIP, in.Lane, in.Size, in.Held)
+		if in.Held {
+			fmt.Fprintf(env.Stdout, "hold_reason: %s\n", in.HoldReason)
+		}
+		if in.UncleanStops > 0 {
+			fmt.Fprintf(env.Stdout, "unclean_stops: %d\n", in.UncleanStops)
+		}
 		for _, r := range in.Rcpts {
 			fmt.Fprintf(env.Stdout, "rcpt: %s %s attempts=%d", r.Addr, r.Status, r.Attempts)
 			if r.Last != "" {

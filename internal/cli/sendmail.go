@@ -47,7 +47,8 @@ Other -o and -b options are accepted and ignored, as classic sendmail does.
 type sendmailOpts struct {
 	extract   bool
 	ignoreDot bool
-	from      string
+	from      string // envelope sender from -f, without angle brackets
+	nullFrom  bool   // -f '<>': the null sender
 	fullName  string
 	config    string
 	rcpts     []string
@@ -89,7 +90,10 @@ func parseSendmailArgs(args []string) (sendmailOpts, error) {
 				o.config, err = value(&i, a, "--config")
 			}
 		case strings.HasPrefix(a, "-f"), strings.HasPrefix(a, "-r"):
-			o.from, err = value(&i, a, a[:2])
+			var v string
+			if v, err = value(&i, a, a[:2]); err == nil {
+				o.from, o.nullFrom, err = senderArg(v)
+			}
 		case strings.HasPrefix(a, "-F"):
 			o.fullName, err = value(&i, a, "-F")
 		case strings.HasPrefix(a, "-C"):
@@ -112,8 +116,28 @@ func parseSendmailArgs(args []string) (sendmailOpts, error) {
 	return o, nil
 }
 
+// senderArg reads the -f value in any of the forms programs pass it:
+// "<>" (or "") is the null sender, "<addr>" and "addr" are addr. go-smtp's
+// client adds the angle brackets itself, so they must not be passed on
+// ("MAIL FROM:<<>>").
+func senderArg(v string) (addr string, null bool, err error) {
+	v = strings.TrimSpace(v)
+	if strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">") {
+		v = strings.TrimSpace(v[1 : len(v)-1])
+	}
+	if v == "" {
+		return "", true, nil
+	}
+	for _, r := range v {
+		if r == '<' || r == '>' || r <= ' ' || r == 0x7f {
+			return "", false, fmt.Errorf("-f %q is not an address: give ADDR, <ADDR> or <>", v)
+		}
+	}
+	return v, false, nil
+}
+
 // cmdSendmail hands a message to the running server over the local socket
-// (DATA_DIR/kanmon.sock). It exits 0 only after the server's 250, which
+// (config.SocketPath). It exits 0 only after the server's 250, which
 // comes after the message is on disk; any failure before that leaves
 // nothing queued.
 func cmdSendmail(args []string, env Env) int {
@@ -148,10 +172,10 @@ func cmdSendmail(args []string, env Env) int {
 		me = cfg.SendmailAddress(u.Username)
 	}
 	from := o.from
-	if from == "" {
+	if from == "" && !o.nullFrom {
 		from = me
 	}
-	if from == "" {
+	if from == "" && !o.nullFrom {
 		return fail(exNoPerm, "your Unix user has no sending address in %s ([sendmail] users or default_domain); the message was not sent", cfgPath)
 	}
 
@@ -197,8 +221,11 @@ func cmdSendmail(args []string, env Env) int {
 			code := exTempFail
 			if se.Code >= 500 {
 				code = exUnavailable
-				if se.EnhancedCode[0] == 5 && se.EnhancedCode[1] == 7 {
+				switch {
+				case se.EnhancedCode[0] == 5 && se.EnhancedCode[1] == 7:
 					code = exNoPerm
+				case se.EnhancedCode[0] == 5 && se.EnhancedCode[1] == 6:
+					code = exDataErr // the message's content (e.g. a NUL octet)
 				}
 			}
 			return fail(code, "%s refused by the server: %d %d.%d.%d %s; the message was not sent", what, se.Code,

@@ -52,6 +52,7 @@ max_message_size = "25MiB"      # advertised in SIZE; 552 5.3.4 above it
 max_line_length = 2048          # command lines (RFC 5321 allows 512)
 max_data_line_length = 65536    # lines inside a message
 max_recipients = 100            # per message; 452 4.5.3 above it
+mailbox_quota = "1GiB"          # per Maildir (0 = none; kanmon user quota sets one account's); 452 4.2.2 at RCPT when full
 max_errors = 5                  # rejected commands before 421 and close
 max_commands = 10000            # commands per connection
 command_timeout = "5m"          # RFC 5321 4.5.3.2
@@ -92,6 +93,9 @@ max_per_domain = 20             # outgoing connections per destination domain
 delay_warning = "4h"
 # Send every DNS question to this server ("127.0.0.1:53"); "" = system resolver.
 dns_server = ""
+# One SMTP session with a remote server ends after this (plus 10m for the
+# message itself), however promptly the server answers each command.
+transaction_timeout = "30m"
 
 [policy]
 # Refuse mail from outside that claims one of our domains as its envelope

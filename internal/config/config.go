@@ -109,6 +109,9 @@ type Limits struct {
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
 	AuthMaxFailures     int      `toml:"auth_max_failures"`
 	AuthFailureWindow   Duration `toml:"auth_failure_window"`
+	// MailboxQuota is the default size bound of each account's Maildir
+	// (0: none); `kanmon user quota` sets one account's own.
+	MailboxQuota Size `toml:"mailbox_quota"`
 }
 
 // Queue bounds the spool.
@@ -147,6 +150,9 @@ type Delivery struct {
 	DelayWarning Duration `toml:"delay_warning"`
 	// DNSServer, when set, receives every DNS query ("127.0.0.1:5353").
 	DNSServer string `toml:"dns_server"`
+	// TransactionTimeout bounds one SMTP session with a remote server,
+	// plus the DATA timeout, however promptly each reply comes.
+	TransactionTimeout Duration `toml:"transaction_timeout"`
 }
 
 // Policy switches optional checks.
@@ -232,6 +238,7 @@ func Default() *Config {
 			MaxConnectionsPerIP: 20,
 			AuthMaxFailures:     10,
 			AuthFailureWindow:   Duration{15 * time.Minute},
+			MailboxQuota:        1 << 30,
 		},
 		Queue: Queue{
 			MaxMessages:  100000,
@@ -247,6 +254,8 @@ func Default() *Config {
 			MaxConcurrency: 32,
 			MaxPerDomain:   20,
 			DelayWarning:   Duration{4 * time.Hour},
+			// Generous: a large message to a slow server still fits.
+			TransactionTimeout: Duration{30 * time.Minute},
 		},
 		Policy:   Policy{RejectForgedLocalSender: true},
 		POP3:     POP3{IdleTimeout: Duration{10 * time.Minute}},
@@ -593,6 +602,9 @@ func (c *Config) validateDelivery(raw []byte, e *Errors) {
 	}
 	if d.DelayWarning.Duration < 0 {
 		e.add(raw, "delivery.delay_warning", "must not be negative (0 turns delay warnings off)")
+	}
+	if d.TransactionTimeout.Duration < time.Minute {
+		e.add(raw, "delivery.transaction_timeout", "must be at least 1m")
 	}
 	if d.DNSServer != "" {
 		if _, _, err := net.SplitHostPort(d.DNSServer); err != nil {

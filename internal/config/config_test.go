@@ -95,6 +95,7 @@ func badCases() []badCase {
 		{name: "helo_name invalid", toml: sec("delivery", `helo_name = "mx example"`), key: "delivery.helo_name", at: "helo_name =", msg: "not a valid host name"},
 		{name: "delay_warning negative", toml: sec("delivery", `delay_warning = "-1h"`), key: "delivery.delay_warning", at: "delay_warning =", msg: "must not be negative"},
 		{name: "dns_server not an address", toml: sec("delivery", `dns_server = "dns.example"`), key: "delivery.dns_server", at: "dns_server =", msg: "not an address"},
+		{name: "transaction_timeout too short", toml: sec("delivery", `transaction_timeout = "10s"`), key: "delivery.transaction_timeout", at: "transaction_timeout =", msg: "at least 1m"},
 
 		// Unknown keys.
 		{name: "unknown top-level key", toml: base + "hostnme = \"x\"\n", key: "hostnme", at: "hostnme =", msg: "unknown setting"},

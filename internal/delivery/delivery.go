@@ -22,7 +22,9 @@
 // blocking a worker. Temporary failures (4xx, no answer, DNS trouble) are
 // retried with exponential backoff from RetryMin to RetryMax; permanent
 // ones (5xx, null MX, no such domain) fail the recipient at once; a
-// message older than Expire fails its remaining recipients.
+// message older than Expire fails its remaining recipients. A message
+// whose attempts were in flight at two consecutive unclean stops of the
+// server is held instead of being tried again (see unclean.go).
 //
 // Operator commands (list, hold, release, delete, flush) go through the
 // Scheduler too (see ops.go), which owns a message while it works on it,
@@ -121,6 +123,8 @@ type Scheduler struct {
 	domainWait map[string][]string
 	ctx        context.Context
 	wg         sync.WaitGroup
+	// uncleanStops counts messages found in flight at startup (unclean.go).
+	uncleanStops *prometheus.CounterVec
 }
 
 // entry is what the scheduler remembers about a queued message.
@@ -161,6 +165,9 @@ func (s *Scheduler) Start(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	s.registerMetrics()
+	s.registerUncleanMetric()
+	// Before any worker runs: what the previous run left in flight.
+	s.recoverUnclean()
 	workers := map[string]int{LaneNormal: normalWorkers, LaneBounce: max(2, normalWorkers/4)}
 	for lane, n := range workers {
 		ch := s.lanes[lane]
@@ -450,6 +457,9 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 		s.mu.Unlock()
 		return
 	}
+	// The in-flight marker spans every attempt below (unclean.go).
+	mark := &attemptMark{s: s, id: id}
+	defer mark.end()
 	now := time.Now()
 	expired := s.Expire > 0 && now.Sub(env.Received) >= s.Expire
 	changed := false
@@ -478,6 +488,7 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 		if r.Account != "" {
 			st.Attempts++
 			changed = true
+			mark.begin()
 			name, err := s.deliverLocal(m, r)
 			if err != nil {
 				st.Last = err.Error()
@@ -529,6 +540,7 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 			addrs[k] = env.Recipients[i].Addr
 		}
 		start := time.Now()
+		mark.begin()
 		results := s.Remote.Deliver(ctx, env, d, addrs, m.Body)
 		s.release(lane)
 		s.releaseDomain(lane, d)
@@ -559,6 +571,11 @@ func (s *Scheduler) process(ctx context.Context, id, lane string) {
 				s.Log.Warn("delivery", append(args, "result", "deferred", "next", st.Next.Format(time.RFC3339))...)
 			}
 		}
+	}
+	if mark.marked && m.State.UncleanStops > 0 {
+		// An attempt completed: the count is of consecutive unclean stops.
+		m.State.UncleanStops = 0
+		changed = true
 	}
 	if s.report(m) {
 		changed = true

@@ -88,13 +88,23 @@ type Info struct {
 	Lane     string     `json:"lane"`
 	Size     int64      `json:"size"`
 	Held     bool       `json:"held,omitempty"`
-	Headers  string     `json:"headers,omitempty"` // only from Show
+	// HoldReason says why a held message is held: the operator, or
+	// UncleanStopsToHold unclean stops during its delivery (unclean.go).
+	HoldReason string `json:"hold_reason,omitempty"`
+	// UncleanStops counts the consecutive unclean stops of the server
+	// that cut a delivery attempt of this message.
+	UncleanStops int    `json:"unclean_stops,omitempty"`
+	Headers      string `json:"headers,omitempty"` // only from Show
 }
 
 func infoOf(m *queue.Message) Info {
 	env := &m.Envelope
 	in := Info{ID: env.ID, From: env.From, Received: env.Received, Origin: string(env.Origin), ClientIP: env.ClientIP,
-		AuthUser: env.AuthUser, Lane: LaneOf(env), Size: m.Size, Held: m.State.Held}
+		AuthUser: env.AuthUser, Lane: LaneOf(env), Size: m.Size, Held: m.State.Held,
+		HoldReason: m.State.HoldReason, UncleanStops: m.State.UncleanStops}
+	if in.Held && in.HoldReason == "" {
+		in.HoldReason = holdReasonOperator // held before reasons were recorded
+	}
 	for i, r := range env.Recipients {
 		st := m.State.Rcpts[i]
 		ri := RcptInfo{Addr: r.Addr, Account: r.Account, Status: "pending", Attempts: st.Attempts, Last: st.Last, Next: st.Next}
@@ -196,8 +206,14 @@ func (s *Scheduler) setHeld(id string, held bool) error {
 	}
 	st := m.State
 	m.Close()
+	if held && !st.Held {
+		st.HoldReason = holdReasonOperator // an earlier reason stays
+	}
 	st.Held = held
 	if !held {
+		// A release forgives the unclean stops too: the operator decided
+		// the message may be tried again.
+		st.HoldReason, st.UncleanStops = "", 0
 		for i := range st.Rcpts {
 			st.Rcpts[i].Next = time.Time{}
 		}
@@ -218,6 +234,9 @@ func (s *Scheduler) setHeld(id string, held bool) error {
 	s.Log.Info("queue", "queue_id", id, "op", op, "reason", "operator")
 	return nil
 }
+
+// holdReasonOperator is the hold reason of `kanmon queue hold`.
+const holdReasonOperator = "held by the operator (kanmon queue hold)"
 
 // Op is an operator command: "hold", "release", "delete" or "flush".
 type Op string
@@ -411,14 +430,6 @@ func (s *Scheduler) AdminHandler() http.Handler {
 		reply(w, http.StatusOK, map[string]any{"op": op, "ids": ids})
 	})
 	return mux
-}
-
-// truncate bounds client-chosen text echoed in a reply.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 func filterFrom(r *http.Request) (Filter, error) {

@@ -51,9 +51,10 @@ type peerMsg struct {
 // peer is a small scripted SMTP server on loopback, for replies a real
 // MTA will not give on demand (451, 550, silence).
 type peer struct {
-	addr string
-	tls  *tls.Config // STARTTLS offered when set
-	utf8 bool        // SMTPUTF8 offered
+	addr   string
+	listen string      // address to listen on (default 127.0.0.1:0)
+	tls    *tls.Config // STARTTLS offered when set
+	utf8   bool        // SMTPUTF8 offered
 	// rcpt returns the reply to RCPT number n (counting from 0 over the
 	// peer's life); nil accepts.
 	rcpt func(n int, addr string) string
@@ -68,7 +69,10 @@ type peer struct {
 
 func startPeer(t *testing.T, p *peer) *peer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if p.listen == "" {
+		p.listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", p.listen)
 	if err != nil {
 		t.Fatal(err)
 	}

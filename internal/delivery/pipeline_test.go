@@ -29,9 +29,8 @@ func TestPipelinedTransaction(t *testing.T) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(c)
 		io.WriteString(c, "220 peer.test ESMTP\r\n")
-		// Answer EHLO (kanmon says it twice: once to look for STARTTLS,
-		// once through go-smtp), then read the whole batch before
-		// answering anything.
+		// Answer EHLO, then read the whole batch before answering
+		// anything.
 		var batch strings.Builder
 		for !strings.Contains(batch.String(), "DATA\r\n") {
 			l, err := br.ReadString('\n')

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,21 +9,24 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"kanmon/internal/dnsresolve"
 	"kanmon/internal/queue"
 )
 
-// Remote delivers to other mail servers over SMTP with go-smtp's client:
-// MX lookup through the one resolver (RFC 5321 5.1, RFC 7505 null MX),
-// static routes, or a smarthost with AUTH.
+// Remote delivers to other mail servers over SMTP with kanmon's own
+// bounded client (smtpclient.go, smtptx.go): MX lookup through the one
+// resolver (RFC 5321 5.1, RFC 7505 null MX), static routes, address
+// literals (RFC 5321 4.1.3), or a smarthost with AUTH.
+//
+// SECURITY: every reply from a remote server is read with a bound on line
+// length, lines and size, within the command timeout, and every session
+// ends by TransactionTimeout plus DataTimeout; a peer that breaks a bound
+// defers the attempt (4.4.2) and never grows our memory. TLS to MX hosts
+// is opportunistic; to the smarthost it is required and verified.
 type Remote struct {
 	// Resolver answers every DNS question (law 6).
 	Resolver dnsresolve.Resolver
@@ -47,13 +49,19 @@ type Remote struct {
 	ImplicitTLS bool
 	// SmarthostRoots verifies the smarthost's certificate (nil: system roots).
 	SmarthostRoots *x509.CertPool
-	// Port is the SMTP port of MX hosts (25; tests may change it).
+	// Port is the SMTP port of MX hosts and address literals (25; tests
+	// may change it).
 	Port int
 	// ConnectTimeout bounds each TCP connection attempt (default 30s).
 	ConnectTimeout time.Duration
-	// CommandTimeout bounds each command's reply (default 5m, RFC 5321
-	// 4.5.3.2); DataTimeout the reply after the final dot (default 10m).
+	// CommandTimeout bounds each whole reply (default 5m, RFC 5321
+	// 4.5.3.2); DataTimeout sending the message and the reply after the
+	// final dot (default 10m).
 	CommandTimeout, DataTimeout time.Duration
+	// TransactionTimeout bounds a whole session with one host, plus
+	// DataTimeout (default 30m), so a peer answering every command just
+	// in time cannot hold a connection for hours.
+	TransactionTimeout time.Duration
 	// MaxHosts bounds the addresses tried per attempt (default 5).
 	MaxHosts int
 }
@@ -123,7 +131,7 @@ func (r *Remote) Deliver(ctx context.Context, env *queue.Envelope, domain string
 		if err == nil {
 			return res
 		}
-		last = Result{Code: 451, Enhanced: "4.4.1", Text: err.Error(), MX: h.host}
+		last = Result{Code: 451, Enhanced: enhancedOf(err), Text: err.Error(), MX: h.host}
 	}
 	return all(rcpts, last)
 }
@@ -151,6 +159,9 @@ func (r *Remote) route(ctx context.Context, domain string) ([]hop, *Result) {
 	port := r.Port
 	if port == 0 {
 		port = 25
+	}
+	if strings.HasPrefix(domain, "[") {
+		return literalHop(domain, port)
 	}
 	mxs, err := r.Resolver.LookupMX(ctx, domain)
 	var names []string
@@ -193,6 +204,36 @@ func (r *Remote) route(ctx context.Context, domain string) ([]hop, *Result) {
 	return hops, nil
 }
 
+// literalHop is the hop for an address literal, "[192.0.2.1]" or
+// "[IPv6:2001:db8::1]": the address itself, no DNS (RFC 5321 4.1.3).
+func literalHop(domain string, port int) ([]hop, *Result) {
+	ip, ok := parseLiteral(domain)
+	if !ok {
+		return nil, &Result{Permanent: true, Code: 550, Enhanced: "5.1.2", Text: domain + " is not a usable address literal"}
+	}
+	return []hop{{host: ip.String(), addr: net.JoinHostPort(ip.String(), strconv.Itoa(port))}}, nil
+}
+
+// parseLiteral accepts an IPv4 literal or an "IPv6:" tagged one, without
+// a zone; not the unspecified address (which reaches this host) nor a
+// multicast or broadcast one.
+func parseLiteral(domain string) (netip.Addr, bool) {
+	if !strings.HasPrefix(domain, "[") || !strings.HasSuffix(domain, "]") {
+		return netip.Addr{}, false
+	}
+	lit := domain[1 : len(domain)-1]
+	v6 := len(lit) > 5 && strings.EqualFold(lit[:5], "IPv6:")
+	if v6 {
+		lit = lit[5:]
+	}
+	ip, err := netip.ParseAddr(lit)
+	if err != nil || ip.Zone() != "" || ip.Is4() == v6 || ip.IsUnspecified() || ip.IsMulticast() ||
+		ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.Addr{}, false
+	}
+	return ip, true
+}
+
 // expand resolves a configured host:port (an IP literal is used as is).
 func (r *Remote) expand(ctx context.Context, host, addr string, smart bool) ([]hop, *Result) {
 	_, port, _ := net.SplitHostPort(addr)
@@ -219,231 +260,83 @@ func (r *Remote) helo() string {
 	return r.HeloName
 }
 
-var errTLSFailed = errors.New("TLS handshake failed")
-
-// session runs one SMTP transaction. An error means this host gave no
-// answer about the recipients (connection, greeting, TLS or EHLO failed):
-// try the next one. Replies to MAIL, RCPT and DATA are results.
+// session runs one SMTP session with one host, with our own client
+// (smtpclient.go) from the greeting to QUIT. An error means this host
+// gave no answer about the recipients (connection, greeting, TLS, EHLO or
+// AUTH failed, or the peer broke a bound): try the next one. Replies to
+// MAIL, RCPT and DATA are results.
 func (r *Remote) session(ctx context.Context, h hop, env *queue.Envelope, rcpts []string, body func() io.Reader, noTLS bool) ([]Result, error) {
-	ct := r.ConnectTimeout
-	if ct <= 0 {
-		ct = 30 * time.Second
-	}
+	ct := cmp(r.ConnectTimeout, 30*time.Second)
+	dataTimeout := cmp(r.DataTimeout, 10*time.Minute)
+	// The whole session ends by this deadline, however slowly the peer
+	// answers each command just in time.
+	deadline := time.Now().Add(cmp(r.TransactionTimeout, 30*time.Minute) + dataTimeout)
+	// The connection's own deadlines fire first, so the error names the
+	// reply that was late; the context is the backstop for the rest.
+	ctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
+	defer cancel()
 	d := net.Dialer{Timeout: ct}
 	conn, err := d.DialContext(ctx, "tcp", h.addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", h.addr, err)
+		return nil, fmt.Errorf("%s: connect: %w", h.addr, err)
 	}
-	implicit := h.smarthost && (r.ImplicitTLS || strings.HasSuffix(h.addr, ":465"))
-	tlsCfg := r.tlsConfig(h)
-	if implicit {
-		tc := tls.Client(conn, tlsCfg)
-		hctx, cancel := context.WithTimeout(ctx, ct)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("%s: %w: %v", h.addr, errTLSFailed, err)
-		}
-		conn = tc
-	}
-	tlsVer := ""
-	if implicit {
-		tlsVer = tls.VersionName(conn.(*tls.Conn).ConnectionState().Version)
-	} else if !noTLS {
-		// go-smtp's client has no public STARTTLS that keeps our EHLO
-		// name, so the plain-text prelude (greeting, EHLO, STARTTLS) is
-		// spoken here; go-smtp takes over on the TLS connection.
-		tc, offered, err := r.startTLS(ctx, conn, tlsCfg)
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("%s: %w", h.addr, err)
-		}
-		if offered {
-			conn = tc
-			tlsVer = tls.VersionName(tc.(*greeted).Conn.(*tls.Conn).ConnectionState().Version)
-		} else if h.smarthost {
-			conn.Close()
-			return nil, fmt.Errorf("%s: smarthost does not offer STARTTLS: not sending credentials or mail in clear", h.addr)
-		} else {
-			conn = tc
-		}
-	}
-	c := smtp.NewClient(conn)
-	defer c.Close()
-	c.CommandTimeout = cmp(r.CommandTimeout, 5*time.Minute)
-	c.SubmissionTimeout = cmp(r.DataTimeout, 10*time.Minute)
-	// Unblock a stuck exchange when the scheduler stops.
+	defer conn.Close()
+	// Unblock a stuck exchange when the scheduler stops or the deadline
+	// passes.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := c.Hello(r.helo()); err != nil {
-		return nil, fmt.Errorf("%s: greeting/EHLO: %w", h.addr, err)
+	c := newSMTPClient(conn, cmp(r.CommandTimeout, 5*time.Minute), deadline)
+	if err := r.prelude(ctx, c, h, noTLS); err != nil {
+		return nil, fmt.Errorf("%s: %w", h.addr, err)
 	}
-	res := func(rcpt string, ok, perm bool, code int, enh, text string) Result {
-		return Result{Rcpt: rcpt, OK: ok, Permanent: perm, Code: code, Enhanced: enh, Text: text, MX: h.host, TLS: tlsVer}
+	if env.SMTPUTF8 && !c.has("SMTPUTF8") {
+		c.quit()
+		return all(rcpts, Result{Permanent: true, Code: 553, Enhanced: "5.6.7", MX: h.host, TLS: c.tls,
+			Text: "the message needs SMTPUTF8 and " + h.host + " does not offer it"}), nil
+	}
+	pipeline := c.has("PIPELINING") && !r.NoPipelining
+	t, err := c.transaction(env, rcpts, body, pipeline, dataTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", h.addr, err)
+	}
+	c.quit()
+	return t.results(rcpts, h.host, c.tls), nil
+}
+
+// prelude takes the session up to MAIL: implicit TLS, greeting, EHLO,
+// STARTTLS and EHLO again, and AUTH to the smarthost. A failed handshake
+// is errTLSFailed.
+func (r *Remote) prelude(ctx context.Context, c *smtpClient, h hop, noTLS bool) error {
+	tlsCfg := r.tlsConfig(h)
+	implicit := h.smarthost && (r.ImplicitTLS || strings.HasSuffix(h.addr, ":465"))
+	if implicit {
+		if err := c.handshake(ctx, tlsCfg); err != nil {
+			return err
+		}
+	}
+	if err := c.greeting(); err != nil {
+		return err
+	}
+	if err := c.hello(r.helo()); err != nil {
+		return err
+	}
+	if !implicit && !noTLS {
+		switch {
+		case c.has("STARTTLS"):
+			if err := c.startTLS(ctx, tlsCfg); err != nil {
+				return err
+			}
+			if err := c.hello(r.helo()); err != nil {
+				return err
+			}
+		case h.smarthost:
+			return &peerError{enhanced: "4.7.10", msg: "smarthost does not offer STARTTLS: not sending credentials or mail in clear"}
+		}
 	}
 	if h.smarthost && r.SmarthostUser != "" {
-		if ok, _ := c.Extension("AUTH"); !ok {
-			return nil, fmt.Errorf("%s: smarthost does not offer AUTH", h.addr)
-		}
-		if err := c.Auth(sasl.NewPlainClient("", r.SmarthostUser, r.SmarthostPassword)); err != nil {
-			// Wrong credentials are the operator's to fix: retry, never bounce.
-			return nil, fmt.Errorf("%s: AUTH as %s: %w", h.addr, r.SmarthostUser, err)
-		}
+		return c.authPlain(r.SmarthostUser, r.SmarthostPassword)
 	}
-	if env.SMTPUTF8 {
-		if ok, _ := c.Extension("SMTPUTF8"); !ok {
-			out := make([]Result, len(rcpts))
-			for i, a := range rcpts {
-				out[i] = res(a, false, true, 553, "5.6.7", "the message needs SMTPUTF8 and "+h.host+" does not offer it")
-			}
-			c.Quit()
-			return out, nil
-		}
-	}
-	if ok, _ := c.Extension("PIPELINING"); ok && !r.NoPipelining {
-		out, err := pipelined(conn, env, rcpts, body, func(e string) bool { ok, _ := c.Extension(e); return ok },
-			c.CommandTimeout, c.SubmissionTimeout, res)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", h.addr, err)
-		}
-		return out, nil
-	}
-	// go-smtp adds BODY=8BITMIME when the peer offers it. A peer without
-	// 8BITMIME gets the body as it is, as most MTAs do.
-	opts := &smtp.MailOptions{UTF8: env.SMTPUTF8}
-	if err := c.Mail(env.From, opts); err != nil {
-		code, enh, text, isReply := reply(err)
-		if !isReply {
-			return nil, fmt.Errorf("%s: MAIL: %w", h.addr, err)
-		}
-		out := make([]Result, len(rcpts))
-		for i, a := range rcpts {
-			out[i] = res(a, false, code >= 500, code, enh, text)
-		}
-		c.Quit()
-		return out, nil
-	}
-	out := make([]Result, len(rcpts))
-	var accepted []int
-	for i, a := range rcpts {
-		if err := c.Rcpt(a, nil); err != nil {
-			code, enh, text, isReply := reply(err)
-			if !isReply {
-				return nil, fmt.Errorf("%s: RCPT: %w", h.addr, err)
-			}
-			out[i] = res(a, false, code >= 500, code, enh, text)
-			continue
-		}
-		accepted = append(accepted, i)
-	}
-	if len(accepted) == 0 {
-		c.Quit()
-		return out, nil
-	}
-	setAll := func(ok, perm bool, code int, enh, text string) {
-		for _, i := range accepted {
-			out[i] = res(rcpts[i], ok, perm, code, enh, text)
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		code, enh, text, isReply := reply(err)
-		if !isReply {
-			return nil, fmt.Errorf("%s: DATA: %w", h.addr, err)
-		}
-		setAll(false, code >= 500, code, enh, text)
-		c.Quit()
-		return out, nil
-	}
-	if _, err := io.Copy(w, body()); err != nil {
-		return nil, fmt.Errorf("%s: sending message: %w", h.addr, err)
-	}
-	dr, err := w.CloseWithResponse()
-	if err != nil {
-		code, enh, text, isReply := reply(err)
-		if !isReply {
-			// No answer after the final dot: the peer may have the message.
-			// Retrying may deliver twice, which is better than losing it.
-			return nil, fmt.Errorf("%s: end of data: %w", h.addr, err)
-		}
-		setAll(false, code >= 500, code, enh, text)
-		c.Quit()
-		return out, nil
-	}
-	setAll(true, false, 250, "", dr.StatusText)
-	c.Quit()
-	return out, nil
-}
-
-// greeted is a connection whose greeting was already read: it replays a
-// synthetic "220" so go-smtp's client can start on it.
-type greeted struct {
-	net.Conn
-	r io.Reader
-}
-
-func (g *greeted) Read(p []byte) (int, error) { return g.r.Read(p) }
-
-func newGreeted(c net.Conn, rest io.Reader) *greeted {
-	return &greeted{Conn: c, r: io.MultiReader(strings.NewReader("220 kanmon-resumed\r\n"), rest)}
-}
-
-// startTLS reads the greeting, says EHLO and, when the peer offers it,
-// STARTTLS and the handshake. It returns the connection to continue on
-// (TLS or not) and whether TLS is on. A failed handshake is errTLSFailed.
-func (r *Remote) startTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, bool, error) {
-	deadline := time.Now().Add(cmp(r.CommandTimeout, 5*time.Minute))
-	conn.SetDeadline(deadline)
-	defer conn.SetDeadline(time.Time{})
-	br := bufio.NewReader(conn)
-	tp := textproto.NewConn(struct {
-		io.Reader
-		io.Writer
-		io.Closer
-	}{br, conn, conn})
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		return nil, false, fmt.Errorf("greeting: %w", err)
-	}
-	if err := tp.PrintfLine("EHLO %s", r.helo()); err != nil {
-		return nil, false, fmt.Errorf("EHLO: %w", err)
-	}
-	_, msg, err := tp.ReadResponse(250)
-	if err != nil {
-		var te *textproto.Error
-		if errors.As(err, &te) {
-			// No EHLO: go-smtp falls back to HELO on the same connection.
-			return newGreeted(conn, br), false, nil
-		}
-		return nil, false, fmt.Errorf("EHLO: %w", err)
-	}
-	offered := false
-	for _, l := range strings.Split(msg, "\n")[1:] {
-		if strings.EqualFold(strings.TrimSpace(l), "STARTTLS") {
-			offered = true
-		}
-	}
-	if !offered {
-		return newGreeted(conn, br), false, nil
-	}
-	if err := tp.PrintfLine("STARTTLS"); err != nil {
-		return nil, false, fmt.Errorf("STARTTLS: %w", err)
-	}
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		return nil, false, fmt.Errorf("%w: STARTTLS refused: %v", errTLSFailed, err)
-	}
-	if br.Buffered() > 0 {
-		// Data after the 220 before the handshake: a STARTTLS injection
-		// attempt (CVE-2011-0411 style). Never read it as protected.
-		return nil, false, fmt.Errorf("%w: peer sent data after 220 to STARTTLS", errTLSFailed)
-	}
-	tc := tls.Client(conn, cfg)
-	hctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	if err := tc.HandshakeContext(hctx); err != nil {
-		return nil, false, fmt.Errorf("%w: %v", errTLSFailed, err)
-	}
-	return newGreeted(tc, tc), true, nil
+	return nil
 }
 
 func cmp(d, def time.Duration) time.Duration {
@@ -461,16 +354,4 @@ func (r *Remote) tlsConfig(h hop) *tls.Config {
 		return &tls.Config{ServerName: h.host, RootCAs: r.SmarthostRoots, MinVersion: tls.VersionTLS12}
 	}
 	return &tls.Config{ServerName: h.host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
-}
-
-// reply extracts an SMTP reply from a go-smtp error.
-func reply(err error) (code int, enhanced, text string, ok bool) {
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) || se.Code < 400 || se.Code > 599 {
-		return 0, "", "", false
-	}
-	if se.EnhancedCode != smtp.NoEnhancedCode && se.EnhancedCode != (smtp.EnhancedCode{}) {
-		enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-	}
-	return se.Code, enhanced, se.Message, true
 }

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	mailaddr "kanmon/internal/address"
 )
 
 // ErrNotFound is returned when an account or alias does not exist.
@@ -49,7 +51,8 @@ CREATE TABLE IF NOT EXISTS domains (
 CREATE TABLE IF NOT EXISTS users (
 	address TEXT PRIMARY KEY,
 	password_hash TEXT NOT NULL,
-	created_at TEXT NOT NULL
+	created_at TEXT NOT NULL,
+	quota INTEGER
 );
 CREATE TABLE IF NOT EXISTS aliases (
 	alias TEXT PRIMARY KEY,
@@ -69,6 +72,7 @@ type DB struct {
 
 type snapshot struct {
 	users   map[string]string // address -> password hash
+	quotas  map[string]int64  // address -> its own mailbox quota, when set
 	aliases map[string]string // alias -> target
 	domains map[string]bool
 }
@@ -101,6 +105,10 @@ func Open(path string) (*DB, error) {
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("directory: create schema in %s: %w", path, err)
+	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("directory: migrate %s: %w", path, err)
 	}
 	if err := secureFiles(path); err != nil {
 		db.Close()
@@ -148,21 +156,25 @@ func (d *DB) Reload() error {
 
 func (d *DB) reloadLocked() error {
 	ctx := context.Background()
-	s := &snapshot{users: map[string]string{}, aliases: map[string]string{}, domains: map[string]bool{}}
+	s := &snapshot{users: map[string]string{}, quotas: map[string]int64{}, aliases: map[string]string{}, domains: map[string]bool{}}
 	if err := d.sql.QueryRowContext(ctx, "PRAGMA data_version").Scan(&d.version); err != nil {
 		return fmt.Errorf("directory: data_version: %w", err)
 	}
-	rows, err := d.sql.QueryContext(ctx, "SELECT address, password_hash FROM users")
+	rows, err := d.sql.QueryContext(ctx, "SELECT address, password_hash, quota FROM users")
 	if err != nil {
 		return fmt.Errorf("directory: load users: %w", err)
 	}
 	for rows.Next() {
 		var a, h string
-		if err := rows.Scan(&a, &h); err != nil {
+		var q sql.NullInt64
+		if err := rows.Scan(&a, &h, &q); err != nil {
 			rows.Close()
 			return fmt.Errorf("directory: load users: %w", err)
 		}
 		s.users[a] = h
+		if q.Valid {
+			s.quotas[a] = q.Int64
+		}
 	}
 	rows.Close()
 	rows, err = d.sql.QueryContext(ctx, "SELECT alias, target FROM aliases")
@@ -211,10 +223,11 @@ func (d *DB) current() *snapshot {
 	return d.snap.Load()
 }
 
-// Normalize lower-cases an address and checks that it is a plain
+// Normalize lower-cases an address (ASCII letters only: see
+// address.LowerASCII) and checks that it is a plain
 // local@domain with a conservative local part, safe as a path component.
 func Normalize(address string) (string, error) {
-	a := strings.ToLower(strings.TrimSpace(address))
+	a := mailaddr.LowerASCII(strings.TrimSpace(address))
 	local, domain, ok := strings.Cut(a, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
 		return "", fmt.Errorf("directory: %q is not an address of the form user@domain", address)
@@ -242,7 +255,7 @@ func Normalize(address string) (string, error) {
 
 // PasswordHash returns the stored hash of an account.
 func (d *DB) PasswordHash(address string) (string, bool) {
-	h, ok := d.current().users[strings.ToLower(address)]
+	h, ok := d.current().users[mailaddr.LowerASCII(address)]
 	return h, ok
 }
 
@@ -251,7 +264,7 @@ func (d *DB) PasswordHash(address string) (string, bool) {
 // The second result is false when no account or alias exists.
 func (d *DB) Resolve(address string) (string, bool) {
 	s := d.current()
-	a := strings.ToLower(address)
+	a := mailaddr.LowerASCII(address)
 	for i := 0; i < maxAliasDepth; i++ {
 		if _, ok := s.users[a]; ok {
 			return a, true
@@ -281,12 +294,12 @@ func (d *DB) depth(a string) int {
 // MaySendAs reports whether the authenticated account may use address as
 // its envelope sender: its own address or an alias that resolves to it.
 func (d *DB) MaySendAs(account, address string) bool {
-	a := strings.ToLower(address)
-	if a == strings.ToLower(account) {
+	a := mailaddr.LowerASCII(address)
+	if a == mailaddr.LowerASCII(account) {
 		return true
 	}
 	target, ok := d.Resolve(a)
-	return ok && target == strings.ToLower(account)
+	return ok && target == mailaddr.LowerASCII(account)
 }
 
 // Domains returns the domains recorded in the database.
@@ -302,7 +315,7 @@ func (d *DB) Domains() []string {
 
 // AddDomain records a local domain.
 func (d *DB) AddDomain(ctx context.Context, name string) error {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	name = mailaddr.LowerASCII(strings.TrimSuffix(name, "."))
 	if _, err := Normalize("x@" + name); err != nil {
 		return err
 	}
@@ -331,7 +344,7 @@ func (d *DB) AddUser(ctx context.Context, address, hash string) error {
 
 // SetPassword replaces an account's password hash.
 func (d *DB) SetPassword(ctx context.Context, address, hash string) error {
-	a := strings.ToLower(address)
+	a := mailaddr.LowerASCII(address)
 	res, err := d.sql.ExecContext(ctx, "UPDATE users SET password_hash = ? WHERE address = ?", hash, a)
 	if err != nil {
 		return fmt.Errorf("directory: set password of %s: %w", a, err)
@@ -344,7 +357,7 @@ func (d *DB) SetPassword(ctx context.Context, address, hash string) error {
 
 // DeleteUser removes an account (its Maildir stays on disk).
 func (d *DB) DeleteUser(ctx context.Context, address string) error {
-	a := strings.ToLower(address)
+	a := mailaddr.LowerASCII(address)
 	res, err := d.sql.ExecContext(ctx, "DELETE FROM users WHERE address = ?", a)
 	if err != nil {
 		return fmt.Errorf("directory: delete user %s: %w", a, err)
@@ -393,7 +406,7 @@ func (d *DB) AddAlias(ctx context.Context, alias, target string) error {
 
 // DeleteAlias removes an alias.
 func (d *DB) DeleteAlias(ctx context.Context, alias string) error {
-	a := strings.ToLower(alias)
+	a := mailaddr.LowerASCII(alias)
 	res, err := d.sql.ExecContext(ctx, "DELETE FROM aliases WHERE alias = ?", a)
 	if err != nil {
 		return fmt.Errorf("directory: delete alias %s: %w", a, err)
@@ -418,6 +431,6 @@ func (d *DB) Aliases() [][2]string {
 // MailboxPath returns the Maildir root of an account under mailRoot.
 // Normalize guarantees the parts contain no path separators.
 func MailboxPath(mailRoot, account string) string {
-	local, domain, _ := strings.Cut(strings.ToLower(account), "@")
+	local, domain, _ := strings.Cut(mailaddr.LowerASCII(account), "@")
 	return filepath.Join(mailRoot, domain, local)
 }

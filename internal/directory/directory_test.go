@@ -492,3 +492,75 @@ func TestOpenFileModes(t *testing.T) {
 	}
 	check("database reopened after chmod 644")
 }
+
+// Unicode case folding must not reach an ASCII account: "alİce" (U+0130)
+// is not alice and U+212A KELVIN SIGN is not k. Only ASCII letters fold.
+func TestLookupFoldsASCIIOnly(t *testing.T) {
+	t.Parallel()
+	d, _ := openDB(t)
+	mustAddUser(t, d, "alice@example.org", "hash-a")
+	mustAddUser(t, d, "k@example.org", "hash-k")
+	for _, a := range []string{"al\u0130ce@example.org", "\u212A@example.org"} {
+		if acct, ok := d.Resolve(a); ok {
+			t.Errorf("Resolve(%q) reached %s", a, acct)
+		}
+		if _, ok := d.PasswordHash(a); ok {
+			t.Errorf("PasswordHash(%q) found an account", a)
+		}
+		if d.MaySendAs("alice@example.org", a) || d.MaySendAs("k@example.org", a) {
+			t.Errorf("MaySendAs(..., %q) = true", a)
+		}
+		if _, err := directory.Normalize(a); err == nil {
+			t.Errorf("Normalize(%q) accepted a non-ASCII local part", a)
+		}
+	}
+	if acct, ok := d.Resolve("ALICE@Example.org"); !ok || acct != "alice@example.org" {
+		t.Errorf("ASCII case is still folded: Resolve(ALICE@...) = %q, %v", acct, ok)
+	}
+}
+
+// Per-account quotas, and the migration that adds them to a database made
+// before they existed.
+func TestQuotaAndMigration(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "old.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec(`CREATE TABLE users (address TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_at TEXT NOT NULL);
+		INSERT INTO users VALUES ('alice@example.org', 'h', '2024-01-01T00:00:00Z');`); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	d, err := directory.Open(path)
+	if err != nil {
+		t.Fatalf("opening a database without users.quota: %v", err)
+	}
+	defer d.Close()
+	if q, ok := d.Quota("alice@example.org"); ok {
+		t.Fatalf("migrated account has quota %d, want the default", q)
+	}
+	if err := d.SetQuota(ctx, "ALICE@example.org", 5000); err != nil {
+		t.Fatal(err)
+	}
+	if q, ok := d.Quota("alice@example.org"); !ok || q != 5000 {
+		t.Fatalf("Quota = %d, %v after SetQuota 5000", q, ok)
+	}
+	m := directory.NewMailboxes(d, t.TempDir(), 1<<30)
+	if q := m.Quota("alice@example.org"); q != 5000 {
+		t.Fatalf("Mailboxes.Quota = %d, want the account's 5000", q)
+	}
+	if err := d.SetQuota(ctx, "alice@example.org", -1); err != nil {
+		t.Fatal(err)
+	}
+	if q := m.Quota("alice@example.org"); q != 1<<30 {
+		t.Fatalf("after clearing, Mailboxes.Quota = %d, want the default", q)
+	}
+	if err := d.SetQuota(ctx, "nobody@example.org", 1); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("SetQuota of a missing account: %v", err)
+	}
+	if u, err := m.Usage("alice@example.org"); err != nil || u != 0 {
+		t.Fatalf("usage of a Maildir not yet made: %d, %v", u, err)
+	}
+}

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"strings"
 	"sync/atomic"
 
 	"kanmon/internal/address"
@@ -21,6 +20,9 @@ type Session struct {
 	Client   Client
 	Listener string
 	AuthUser string // account address when Client.Authenticated
+	// Size is the message size the client announced with MAIL FROM
+	// SIZE=, 0 when it gave none.
+	Size int64
 }
 
 // Directory answers the account questions the checks need.
@@ -44,6 +46,8 @@ type Engine struct {
 	domains                 atomic.Pointer[Domains]
 	Dir                     Directory
 	RejectForgedLocalSender bool
+	// Mailboxes answers the quota check; nil means no mailbox quotas.
+	Mailboxes Mailboxes
 
 	MailChecks []MailCheck
 	RcptChecks []RcptCheck
@@ -54,7 +58,7 @@ func NewEngine(d Domains, dir Directory, rejectForgedLocal bool) *Engine {
 	e := &Engine{
 		Dir: dir, RejectForgedLocalSender: rejectForgedLocal,
 		MailChecks: []MailCheck{CheckAuthRequired, CheckSenderBinding, CheckForgedLocalSender},
-		RcptChecks: []RcptCheck{CheckRelay, CheckLocalRecipient},
+		RcptChecks: []RcptCheck{CheckRelay, CheckLocalRecipient, CheckMailboxQuota},
 	}
 	e.SetDomains(d)
 	return e
@@ -126,7 +130,7 @@ func CheckForgedLocalSender(e *Engine, s *Session, from address.Addr) (Verdict, 
 	if !e.RejectForgedLocalSender || from.IsNull() || s.Client.Authenticated || s.Client.Trusted || s.Client.PopBeforeSMTP {
 		return Verdict{}, false
 	}
-	if e.Domains().Local[strings.ToLower(from.Domain)] {
+	if e.Domains().Local[from.Domain] {
 		return Rejected("sender.forged_local", 550, "5.7.1",
 			"sender <"+from.String()+"> is in a domain hosted here: our users must authenticate on the submission port"), true
 	}

@@ -15,6 +15,9 @@
 //	state/<id>      per-recipient delivery state as JSON (State), written
 //	                atomically (temporary file and rename) after attempts;
 //	                absent until the first attempt finishes
+//	inflight/<id>   an empty marker: a delivery attempt of <id> is running
+//	                (see MarkInFlight); one left at startup means the
+//	                previous run stopped uncleanly during that attempt
 //
 // A message gets its name in msg/ (linkat, or rename) after the file is
 // fsynced,
@@ -112,6 +115,15 @@ type State struct {
 	Held  bool        `json:"held,omitempty"`
 	// Warned is set once a delay warning (DSN "action: delayed") was sent.
 	Warned bool `json:"warned,omitempty"`
+	// HoldReason says why the message is held, for operators ("" when
+	// not held).
+	HoldReason string `json:"hold_reason,omitempty"`
+	// UncleanStops counts the consecutive unclean stops of the server
+	// (crash, SIGKILL, out of memory) that interrupted a delivery attempt
+	// of this message. A completed attempt resets it; a clean stop
+	// neither counts nor resets. A message that keeps killing the server
+	// is put on hold by it instead of being retried forever.
+	UncleanStops int `json:"unclean_stops,omitempty"`
 }
 
 // Limits bounds the queue.
@@ -153,7 +165,7 @@ type file interface {
 // Open opens (creating) the spool at dir and counts what it holds.
 func Open(dir string, limits Limits) (*Spool, error) {
 	s := &Spool{dir: dir, limits: limits, create: createFile, freeBytes: statfsFree}
-	for _, sub := range []string{"tmp", "msg", "state"} {
+	for _, sub := range []string{"tmp", "msg", "state", "inflight"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("queue: create %s: %w", sub, err)
 		}
@@ -428,7 +440,7 @@ type Message struct {
 
 // Open reads a queued message's envelope and state. The caller must Close it.
 func (s *Spool) Open(id string) (*Message, error) {
-	if strings.ContainsAny(id, `/\`) || id == "" || id[0] == '.' {
+	if !validID(id) {
 		return nil, fmt.Errorf("queue: open %q: invalid id", id)
 	}
 	f, err := os.Open(s.msgPath(id))

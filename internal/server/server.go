@@ -101,6 +101,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		s.popb = popbefore.New(w)
 	}
 	s.pol = policy.NewEngine(s.domains(), s.dir, cfg.Policy.RejectForgedLocalSender)
+	s.pol.Mailboxes = directory.NewMailboxes(s.dir, cfg.MailRoot(), int64(cfg.Limits.MailboxQuota))
 	remote, err := newRemote(cfg)
 	if err != nil {
 		return nil, err
@@ -121,7 +122,7 @@ func newRemote(cfg *config.Config) (*delivery.Remote, error) {
 	d := cfg.Delivery
 	r := &delivery.Remote{
 		Resolver: dnsresolve.New(d.DNSServer), HeloName: d.HeloName, Routes: map[string]string{},
-		Smarthost: d.Smarthost, SmarthostUser: d.SmarthostUser,
+		Smarthost: d.Smarthost, SmarthostUser: d.SmarthostUser, TransactionTimeout: d.TransactionTimeout.Duration,
 	}
 	if r.HeloName == "" {
 		r.HeloName = cfg.Hostname

@@ -49,6 +49,7 @@ type conn struct {
 	from     address.Addr
 	smtputf8 bool
 	body8bit bool
+	size     int64 // SIZE= of MAIL FROM, 0 when not given
 	rcpts    []rcpt
 
 	errors   int
@@ -357,6 +358,7 @@ func (c *conn) resetTx() {
 	c.rcpts = c.rcpts[:0]
 	c.smtputf8 = false
 	c.body8bit = false
+	c.size = 0
 }
 
 func (c *conn) cmdHello(verb, arg string) error {
@@ -554,6 +556,7 @@ func (c *conn) cmdMail(arg string) error {
 	c.from = from
 	c.smtputf8 = utf8
 	c.body8bit = body8
+	c.size = size
 	c.reply(250, "2.1.0", "sender OK")
 	return nil
 }
@@ -593,16 +596,36 @@ func (c *conn) cmdRcpt(arg string) error {
 		}
 		return c.tooManyErrors()
 	}
-	sess := &policy.Session{Client: c.client(), Listener: string(c.role), AuthUser: c.authUser}
+	sess := &policy.Session{Client: c.client(), Listener: string(c.role), AuthUser: c.authUser, Size: c.size}
 	v, account := c.s.d.Policy.Rcpt(sess, to)
 	if !v.Accept {
 		c.reject(v.Rule, v.Code, v.Enhanced, v.Reason, "addr", to.String(), "from", c.from.String())
 		return c.tooManyErrors()
 	}
+	if prev, dup := c.duplicate(to, account); dup {
+		// One copy per mailbox per message: a repeated recipient, or
+		// another alias of the same account, is answered 250 as other
+		// MTAs do, but adds no second recipient.
+		c.log.Info("decision", "rule", "rcpt.duplicate", "code", 250, "addr", to.String(), "account", account, "same_as", prev)
+		c.reply(250, "2.1.5", "recipient OK (already a recipient of this message)")
+		return nil
+	}
 	c.log.Info("decision", "rule", v.Rule, "code", 250, "addr", to.String())
 	c.rcpts = append(c.rcpts, rcpt{addr: to, account: account})
 	c.reply(250, "2.1.5", "recipient OK")
 	return nil
+}
+
+// duplicate reports whether the transaction already has a recipient for
+// the same mailbox: the same local account (whatever address or alias
+// named it), or the same remote address. It returns that recipient.
+func (c *conn) duplicate(to address.Addr, account string) (string, bool) {
+	for _, r := range c.rcpts {
+		if account != "" && r.account == account || account == "" && r.account == "" && r.addr == to {
+			return r.addr.String(), true
+		}
+	}
+	return "", false
 }
 
 func (c *conn) origin() queue.Origin {
@@ -675,6 +698,9 @@ func (c *conn) cmdData(arg string) error {
 		return res.ioErr
 	}
 	switch {
+	case res.nul:
+		w.Abort()
+		c.reject("data.nul", 554, "5.6.0", "NUL character in message: not allowed in Internet mail (RFC 5322)")
 	case res.bareLF:
 		w.Abort()
 		c.reject("data.bare_lf", 554, "5.5.2", "bare CR or LF in message: SMTP requires CRLF line endings")
@@ -694,6 +720,9 @@ func (c *conn) cmdData(arg string) error {
 			break
 		}
 		c.messages++
+		for _, r := range c.rcpts {
+			c.s.d.Policy.Charge(r.account, w.Size())
+		}
 		c.s.d.Metrics.Accepted.WithLabelValues(string(c.role)).Inc()
 		c.s.d.Metrics.AcceptedBytes.Add(float64(w.Size()))
 		rcpts := make([]string, len(env.Recipients))
@@ -709,59 +738,6 @@ func (c *conn) cmdData(arg string) error {
 	}
 	c.resetTx()
 	return c.tooManyErrors()
-}
-
-// receivedHeader builds our Received: line (RFC 5321 4.4, with RFC 3848
-// protocol keywords).
-func (c *conn) receivedHeader(id string) []byte {
-	proto := "SMTP"
-	if c.role == RoleLocal {
-		proto = "LOCAL"
-	} else if c.esmtp {
-		proto = "ESMTP"
-		if c.tls != nil {
-			proto += "S"
-		}
-		if c.authUser != "" {
-			proto += "A"
-		}
-	}
-	var b strings.Builder
-	b.WriteString("Received: from ")
-	b.WriteString(c.helo)
-	if c.role == RoleLocal {
-		b.WriteString(" (local ")
-		b.WriteString(c.local)
-		b.WriteString(")\r\n\tby ")
-	} else {
-		b.WriteString(" ([")
-		b.WriteString(c.ip.String())
-		b.WriteString("])\r\n\tby ")
-	}
-	b.WriteString(c.s.cfg.Hostname)
-	b.WriteString(" with ")
-	b.WriteString(proto)
-	b.WriteString(" id ")
-	b.WriteString(id)
-	if c.tls != nil {
-		b.WriteString("\r\n\t(using ")
-		b.WriteString(tlsDesc(c.tls))
-		b.WriteString(")")
-	}
-	if c.authUser != "" {
-		b.WriteString("\r\n\t(authenticated user ")
-		b.WriteString(c.authUser)
-		b.WriteString(")")
-	}
-	if len(c.rcpts) == 1 {
-		b.WriteString("\r\n\tfor <")
-		b.WriteString(c.rcpts[0].addr.String())
-		b.WriteString(">")
-	}
-	b.WriteString(";\r\n\t")
-	b.WriteString(time.Now().Format(time.RFC1123Z))
-	b.WriteString("\r\n")
-	return []byte(b.String())
 }
 
 // clientIP is the client address recorded in the envelope ("local" for

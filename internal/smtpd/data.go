@@ -9,6 +9,7 @@ import (
 type dataResult struct {
 	ioErr     error // reading failed: the client is gone or too slow
 	bareLF    bool  // a bare CR or LF was seen (SMTP smuggling defence)
+	nul       bool  // a NUL octet was seen (SMTP smuggling toward NUL-stripping peers)
 	tooBig    bool
 	longLine  bool
 	messageID string
@@ -21,7 +22,10 @@ type dataResult struct {
 // The end of data is only <CRLF>.<CRLF>: a "." line after a bare LF is not
 // an end, and any bare CR or LF makes the message rejected, which closes
 // the SMTP smuggling hole (a message ending differently for us and for
-// the next hop).
+// the next hop). A NUL octet anywhere makes the message rejected too:
+// RFC 5322 forbids it, we offer no BINARYMIME, and a next hop that strips
+// NULs before looking for the end of data would read "<CRLF><NUL>.<CRLF>"
+// as "<CRLF>.<CRLF>" and take the rest as new commands.
 func (c *conn) readData(w io.Writer) dataResult {
 	var res dataResult
 	maxSize := int64(c.s.cfg.Limits.MaxMessageSize)
@@ -33,7 +37,7 @@ func (c *conn) readData(w io.Writer) dataResult {
 	lineLen := 0
 	inHeaders := true
 	var hdr []byte // current header field, for Message-ID
-	failed := func() bool { return res.bareLF || res.tooBig || res.longLine }
+	failed := func() bool { return res.bareLF || res.nul || res.tooBig || res.longLine }
 	write := func(p []byte) {
 		if failed() || len(p) == 0 {
 			return
@@ -91,6 +95,9 @@ func (c *conn) readData(w io.Writer) dataResult {
 		}
 		if bytes.IndexByte(body, '\r') >= 0 {
 			res.bareLF = true
+		}
+		if bytes.IndexByte(chunk, 0) >= 0 {
+			res.nul = true
 		}
 		if inHeaders && !failed() {
 			c.scanHeader(&res, &hdr, chunk, partial, &inHeaders)

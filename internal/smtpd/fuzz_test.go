@@ -14,7 +14,7 @@ import (
 
 // FuzzSession drives a whole SMTP dialogue from arbitrary client bytes:
 // the server must neither panic nor hang, and must never acknowledge a
-// message whose data contained a bare CR or LF.
+// message whose data contained a bare CR or LF, or a NUL.
 func FuzzSession(f *testing.F) {
 	f.Add([]byte("EHLO a\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"))
 	f.Add([]byte("EHLO a\r\nMAIL FROM:<>\r\nRCPT TO:<user%evil@example.org>\r\nRCPT TO:<\"a@b\"@example.org>\r\nQUIT\r\n"))
@@ -59,7 +59,22 @@ func FuzzSession(f *testing.F) {
 			hasBareLFMessage(in) {
 			t.Fatalf("message with bare LF acknowledged: %q", out.String())
 		}
+		if hasNULMessage(in) && strings.Contains(out.String(), "250 2.0.0 OK queued") {
+			t.Fatalf("message with NUL acknowledged: %q", out.String())
+		}
 	})
+}
+
+// hasNULMessage reports conservatively whether in holds a single message
+// (one end marker) whose data, after the first DATA, contains a NUL.
+func hasNULMessage(in []byte) bool {
+	i := bytes.Index(in, []byte("DATA\r\n"))
+	if i < 0 || bytes.Count(in, []byte("\r\n.\r\n")) != 1 {
+		return false
+	}
+	rest := in[i+6:]
+	end := bytes.Index(rest, []byte("\r\n.\r\n"))
+	return end >= 0 && bytes.IndexByte(rest[:end], 0) >= 0
 }
 
 // hasBareLFMessage reports conservatively whether the only DATA section of

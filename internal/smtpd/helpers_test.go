@@ -102,10 +102,12 @@ func newTestServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	for _, d := range cfg.RelayDomains {
 		domains.Relay[d] = true
 	}
+	pol := policy.NewEngine(domains, db, cfg.Policy.RejectForgedLocalSender)
+	pol.Mailboxes = directory.NewMailboxes(db, cfg.MailRoot(), int64(cfg.Limits.MailboxQuota))
 	ts := &testServer{spool: spool, addrs: map[Role]string{}, logs: logs, queued: make(chan string, 100), tls: certs.Config()}
 	ts.srv = New(Deps{
 		Config: cfg, Dir: db, Auth: auth.New(db, auth.NewThrottle(auth.ThrottleConfig{Window: time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: time.Millisecond})), Spool: spool,
-		Policy: policy.NewEngine(domains, db, cfg.Policy.RejectForgedLocalSender),
+		Policy: pol,
 		TLS:    certs.Config(), Logger: logging.New(logs, "json", slog.LevelInfo),
 		Metrics: metrics.New(func() float64 { return 0 }, func() float64 { return 0 }),
 		Queued: func(id string) {
