@@ -41,7 +41,9 @@ func cmdQueue(args []string, env Env) error {
 		return err
 	}
 	addr, tokPath := *adminAddr, *tokenFile
-	if addr == "" || tokPath == "" {
+	// With --admin and neither --config nor --token-file there is no
+	// token to send: the server then answers 401 and says where it is.
+	if addr == "" || tokPath == "" && *cfgPath != "" {
 		cfg, err := loadConfig(*cfgPath)
 		if err != nil {
 			return err
@@ -55,9 +57,11 @@ func cmdQueue(args []string, env Env) error {
 			tokPath = cfg.AdminTokenPath()
 		}
 	}
-	token, err := admin.ReadToken(tokPath)
-	if err != nil {
-		return fmt.Errorf("queue: %w (run as the user kanmon serve runs as)", err)
+	token := ""
+	if tokPath != "" {
+		if token, err = admin.ReadToken(tokPath); err != nil {
+			return fmt.Errorf("queue: %w (run as the user kanmon serve runs as)", err)
+		}
 	}
 	addr = dialable(addr)
 	q := url.Values{}
@@ -166,8 +170,10 @@ func cmdQueue(args []string, env Env) error {
 type bearer struct{ token string }
 
 func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
+	if b.token != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
 	return http.DefaultTransport.RoundTrip(r)
 }
 
