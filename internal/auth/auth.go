@@ -37,6 +37,10 @@ type Authenticator struct {
 	// burst of logins must queue rather than exhaust memory.
 	hashing chan struct{}
 
+	// check verifies a password against a hash: CheckPassword, replaced
+	// only by tests that count how many passwords were really checked.
+	check func(hash, password string) bool
+
 	key     [32]byte
 	mu      sync.Mutex
 	cache   map[string]cacheEntry
@@ -53,7 +57,7 @@ type cacheEntry struct {
 // protocols; nil disables throttling (tests only).
 func New(store Store, throttle *Throttle) *Authenticator {
 	a := &Authenticator{store: store, throttle: throttle, cache: map[string]cacheEntry{}, now: time.Now, cacheTT: 5 * time.Minute,
-		hashing: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+		hashing: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), check: CheckPassword}
 	if _, err := rand.Read(a.key[:]); err != nil {
 		panic("auth: no randomness: " + err.Error())
 	}
@@ -98,59 +102,90 @@ func (a *Authenticator) acquire(ctx context.Context) bool {
 }
 
 // Authenticate checks username/password for a client at remote and returns
-// the canonical account address. Failures count toward the throttle for
+// the canonical account address. Every attempt that needs the password
+// hash is counted by the throttle before the hash is checked, so logins
+// that arrive together cannot all pass the throttle; failures count for
 // both the client address and the account, and each failure past the
-// allowance is answered more slowly.
+// allowance is answered more slowly. A name longer than any address
+// (MaxUserLength) is refused without a hash check; it counts against the
+// client address only, so it never becomes a table entry of its own.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote netip.Addr) (string, error) {
 	user := address.LowerASCII(strings.TrimSpace(username))
+	if len(user) > MaxUserLength {
+		if a.throttle != nil {
+			if err := a.throttle.Check(remote, ""); err != nil {
+				return "", err
+			}
+		}
+		return "", a.fail(ctx, remote, "", true)
+	}
 	if a.throttle != nil {
 		if err := a.throttle.Check(remote, user); err != nil {
 			return "", err
 		}
 	}
 	hash, ok := a.store.PasswordHash(user)
+	var mac [32]byte
 	if ok {
-		mac := a.mac(user, hash, password)
+		// A cached verification costs no hash work, so it needs no
+		// reservation: the throttle has just been checked.
+		mac = a.mac(user, hash, password)
 		a.mu.Lock()
 		e, hit := a.cache[user]
 		a.mu.Unlock()
 		if hit && a.now().Before(e.expires) && hmac.Equal(e.mac[:], mac[:]) {
 			return user, nil
 		}
-		if !a.acquire(ctx) {
-			return "", ErrThrottled
-		}
-		good := CheckPassword(hash, password)
-		<-a.hashing
-		if good {
-			a.mu.Lock()
-			if len(a.cache) > 100000 {
-				a.cache = map[string]cacheEntry{}
-			}
-			a.cache[user] = cacheEntry{mac: mac, expires: a.now().Add(a.cacheTT)}
-			a.mu.Unlock()
-			if a.throttle != nil {
-				a.throttle.Success(remote, user)
-			}
-			return user, nil
-		}
 	} else {
-		if !a.acquire(ctx) {
-			return "", ErrThrottled
-		}
-		CheckPassword(dummyHash, password)
-		<-a.hashing
+		hash = dummyHash
 	}
 	if a.throttle != nil {
-		delay := a.throttle.Failure(remote, user)
-		if delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-			}
+		if err := a.throttle.Reserve(remote, user); err != nil {
+			return "", err
 		}
 	}
-	return "", ErrInvalid
+	if !a.acquire(ctx) {
+		return "", a.fail(ctx, remote, user, false)
+	}
+	good := a.check(hash, password)
+	<-a.hashing
+	if !ok || !good {
+		return "", a.fail(ctx, remote, user, true)
+	}
+	a.mu.Lock()
+	if len(a.cache) > 100000 {
+		a.cache = map[string]cacheEntry{}
+	}
+	a.cache[user] = cacheEntry{mac: mac, expires: a.now().Add(a.cacheTT)}
+	a.mu.Unlock()
+	if a.throttle != nil {
+		a.throttle.Success(remote, user)
+	}
+	return user, nil
+}
+
+// fail settles a failed attempt with the throttle and waits its delay.
+// checked is false when ctx ended before the hash was checked: the
+// attempt still counts (it was reserved), and the client hears that it
+// is throttled rather than that its password was wrong.
+func (a *Authenticator) fail(ctx context.Context, remote netip.Addr, user string, checked bool) error {
+	if a.throttle == nil {
+		if !checked {
+			return ErrThrottled
+		}
+		return ErrInvalid
+	}
+	delay := a.throttle.Failure(remote, user)
+	if !checked {
+		return ErrThrottled
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	return ErrInvalid
 }

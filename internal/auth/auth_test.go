@@ -3,8 +3,11 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -230,5 +233,143 @@ func TestAuthenticateDelaysFailures(t *testing.T) {
 	}
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("failure answered after %v, want at least the 300ms delay", d)
+	}
+}
+
+// countingChecks replaces a's password check with one that counts calls
+// and takes a while, so racing attempts overlap inside the check. It
+// answers "wrong" without argon2id: every racing test password is wrong,
+// and the real hash would only slow the test down.
+func countingChecks(a *Authenticator) *atomic.Int64 {
+	var n atomic.Int64
+	a.check = func(hash, password string) bool {
+		n.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		return false
+	}
+	return &n
+}
+
+// race runs n logins at once (user(i), wrong password, from(i)) and
+// returns how many were answered "wrong password" and "throttled".
+func race(t *testing.T, a *Authenticator, n int, user func(int) string, from func(int) netip.Addr) (invalid, throttled int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := a.Authenticate(ctx, user(i), "wrong password", from(i))
+			errs <- err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		switch {
+		case errors.Is(err, ErrInvalid):
+			invalid++
+		case errors.Is(err, ErrThrottled):
+			throttled++
+		default:
+			t.Errorf("racing login: %v, want ErrInvalid or ErrThrottled", err)
+		}
+	}
+	return invalid, throttled
+}
+
+// TestThrottleRaceBoundsHashChecks: the throttle counts an attempt before
+// its password is checked, so logins arriving together cannot all pass
+// it. From one address, 40 racing logins (on one account, and on 40
+// accounts) get at most MaxFailures passwords checked; against an account
+// already at its limit, a fresh address gets one check, not one per
+// racing connection.
+func TestThrottleRaceBoundsHashChecks(t *testing.T) {
+	t.Parallel()
+	cfg := ThrottleConfig{Window: time.Hour, FreeFailures: 1000, MaxFailures: 10, MaxDelay: time.Millisecond}
+	one := func(int) netip.Addr { return client }
+
+	t.Run("one address one account", func(t *testing.T) {
+		a := New(newStore(t), NewThrottle(cfg))
+		checks := countingChecks(a)
+		invalid, throttled := race(t, a, 40, func(int) string { return testUser }, one)
+		if n := checks.Load(); n > int64(cfg.MaxFailures) || invalid > cfg.MaxFailures {
+			t.Errorf("40 racing logins from one address: %d passwords checked, %d answered wrong password (%d throttled); want at most %d",
+				n, invalid, throttled, cfg.MaxFailures)
+		}
+	})
+	t.Run("one address many accounts", func(t *testing.T) {
+		a := New(newStore(t), NewThrottle(cfg))
+		checks := countingChecks(a)
+		race(t, a, 40, func(i int) string { return fmt.Sprintf("user%d@example.org", i) }, one)
+		if n := checks.Load(); n > int64(cfg.MaxFailures) {
+			t.Errorf("40 racing logins on 40 accounts from one address: %d passwords checked, want at most %d", n, cfg.MaxFailures)
+		}
+	})
+	t.Run("fresh address on a guessed account", func(t *testing.T) {
+		th := NewThrottle(cfg)
+		a := New(newStore(t), th)
+		for i := range cfg.MaxFailures {
+			th.Failure(netip.MustParseAddr(fmt.Sprintf("198.51.100.%d", i+1)), testUser)
+		}
+		checks := countingChecks(a)
+		fresh := netip.MustParseAddr("203.0.113.50")
+		race(t, a, 40, func(int) string { return testUser }, func(int) netip.Addr { return fresh })
+		if n := checks.Load(); n > 1 {
+			t.Errorf("40 racing logins from a fresh address on an account at its limit: %d passwords checked, want at most 1", n)
+		}
+	})
+	t.Run("right password still works", func(t *testing.T) {
+		a := New(newStore(t), NewThrottle(cfg))
+		if _, err := a.Authenticate(context.Background(), testUser, testPass, client); err != nil {
+			t.Fatalf("login after the race fix: %v", err)
+		}
+		// The success settled its reservation: nothing is left pending.
+		th := a.Throttle()
+		th.mu.Lock()
+		defer th.mu.Unlock()
+		for k, f := range th.entries {
+			if f.pending != 0 {
+				t.Errorf("entry %s has %d attempts pending after a settled login", k, f.pending)
+			}
+		}
+	})
+}
+
+// TestThrottleLongUserNameBounded: a client-chosen account name far longer
+// than any address never becomes a table key as it is, is refused without
+// a hash check, and still counts against the client address.
+func TestThrottleLongUserNameBounded(t *testing.T) {
+	t.Parallel()
+	th := NewThrottle(ThrottleConfig{Window: time.Hour, FreeFailures: 1000, MaxFailures: 3, MaxDelay: time.Millisecond})
+	a := New(newStore(t), th)
+	checks := countingChecks(a)
+	long := strings.Repeat("x", 1500) + "@example.org"
+	for i := range 3 {
+		if _, err := a.Authenticate(context.Background(), long, "wrong", client); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("attempt %d with a 1.5 KB name: %v, want ErrInvalid", i+1, err)
+		}
+	}
+	if _, err := a.Authenticate(context.Background(), long, "wrong", client); !errors.Is(err, ErrThrottled) {
+		t.Errorf("4th attempt with a long name (limit 3): %v, want ErrThrottled", err)
+	}
+	if n := checks.Load(); n != 0 {
+		t.Errorf("%d password hashes checked for a name no account can have, want 0", n)
+	}
+	// The throttle itself never keys on more than MaxUserLength bytes of
+	// a name, whoever calls it.
+	th.Failure(netip.MustParseAddr("192.0.2.200"), long)
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	for k := range th.entries {
+		if len(k) > MaxUserLength+len("user:") {
+			t.Errorf("throttle key of %d bytes: %.40q...", len(k), k)
+		}
 	}
 }

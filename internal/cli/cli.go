@@ -20,6 +20,7 @@ import (
 	"strings"
 	"text/template"
 
+	"kanmon/internal/admin"
 	"kanmon/internal/auth"
 	"kanmon/internal/cliflag"
 	"kanmon/internal/config"
@@ -423,7 +424,7 @@ func cmdInit(args []string, env Env) error {
 	smtps := fs.String("smtps-addr", ":465", "SMTPS listener")
 	pop3 := fs.String("pop3-addr", "", "POP3 listener (off unless given)")
 	pop3s := fs.String("pop3s-addr", "", "POP3S listener (off unless given)")
-	admin := fs.String("admin-addr", "127.0.0.1:8025", "admin listener")
+	adminAddr := fs.String("admin-addr", "127.0.0.1:8025", "admin listener")
 	cert := fs.String("cert", "", "certificate file (default: generate a self-signed one)")
 	key := fs.String("key", "", "key file")
 	force := fs.Bool("force", false, "overwrite an existing kanmon.toml")
@@ -459,7 +460,7 @@ func cmdInit(args []string, env Env) error {
 	t := template.Must(template.New("cfg").Parse(configTemplate))
 	if err := t.Execute(&b, map[string]string{
 		"Path": path, "Hostname": *hostname, "Domains": strings.Join(doms, ", "),
-		"MX": *mx, "Submission": *sub, "SMTPS": *smtps, "POP3": *pop3, "POP3S": *pop3s, "Admin": *admin,
+		"MX": *mx, "Submission": *sub, "SMTPS": *smtps, "POP3": *pop3, "POP3S": *pop3s, "Admin": *adminAddr,
 		"Cert": certPath, "Key": keyPath,
 	}); err != nil {
 		return err
@@ -473,6 +474,9 @@ func cmdInit(args []string, env Env) error {
 		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	if _, err := admin.EnsureToken(cfg.AdminTokenPath()); err != nil {
 		return err
 	}
 	d, err := directory.Open(cfg.DBPath())

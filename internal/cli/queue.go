@@ -6,12 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"kanmon/internal/admin"
 	"kanmon/internal/delivery"
 )
 
@@ -25,6 +28,7 @@ func cmdQueue(args []string, env Env) error {
 	fs := flag.NewFlagSet("queue", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "config file (for listeners.admin)")
 	adminAddr := fs.String("admin", "", "admin listener HOST:PORT (instead of --config)")
+	tokenFile := fs.String("token-file", "", "admin token file (default: DATA_DIR/admin.token of --config)")
 	asJSON := fs.Bool("json", false, "JSON output (list, show)")
 	sender := fs.String("sender", "", "filter: envelope sender; <> is the null sender")
 	domain := fs.String("domain", "", "filter: recipient domain")
@@ -36,16 +40,30 @@ func cmdQueue(args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	addr := *adminAddr
-	if addr == "" {
+	addr, tokPath := *adminAddr, *tokenFile
+	// With --admin and neither --config nor --token-file there is no
+	// token to send: the server then answers 401 and says where it is.
+	if addr == "" || tokPath == "" && *cfgPath != "" {
 		cfg, err := loadConfig(*cfgPath)
 		if err != nil {
 			return err
 		}
-		if addr = cfg.Listeners.Admin; addr == "" {
-			return errors.New("listeners.admin is off: the queue commands need it")
+		if addr == "" {
+			if addr = cfg.Listeners.Admin; addr == "" {
+				return errors.New("listeners.admin is off: the queue commands need it")
+			}
+		}
+		if tokPath == "" {
+			tokPath = cfg.AdminTokenPath()
 		}
 	}
+	token := ""
+	if tokPath != "" {
+		if token, err = admin.ReadToken(tokPath); err != nil {
+			return fmt.Errorf("queue: %w (run as the user kanmon serve runs as)", err)
+		}
+	}
+	addr = dialable(addr)
 	q := url.Values{}
 	for k, v := range map[string]string{"sender": *sender, "domain": *domain, "client": *client, "older": *older, "lane": *lane} {
 		if v != "" {
@@ -53,7 +71,7 @@ func cmdQueue(args []string, env Env) error {
 		}
 	}
 	base := "http://" + addr + "/queue/"
-	hc := &http.Client{Timeout: 60 * time.Second}
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: bearer{token}}
 	switch sub {
 	case "list":
 		var list []delivery.Info
@@ -146,6 +164,30 @@ func cmdQueue(args []string, env Env) error {
 		return nil
 	}
 	return usageError{fmt.Sprintf("queue: unknown subcommand %q", sub)}
+}
+
+// bearer sends the admin token with every request.
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.token != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// dialable turns a wildcard listen address (":8025", "0.0.0.0:8025",
+// "[::]:8025") into the loopback address to reach it at.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }
 
 func getJSON(hc *http.Client, u string, v any) error {

@@ -137,7 +137,7 @@ func senderArg(v string) (addr string, null bool, err error) {
 }
 
 // cmdSendmail hands a message to the running server over the local socket
-// (DATA_DIR/kanmon.sock). It exits 0 only after the server's 250, which
+// (config.SocketPath). It exits 0 only after the server's 250, which
 // comes after the message is on disk; any failure before that leaves
 // nothing queued.
 func cmdSendmail(args []string, env Env) int {

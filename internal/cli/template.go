@@ -36,7 +36,12 @@ submission = "{{.Submission}}" # port 587 role: STARTTLS, then AUTH, then MAIL
 smtps = "{{.SMTPS}}"           # port 465 role: implicit TLS, AUTH required
 pop3 = "{{.POP3}}"             # port 110 role: STLS before login
 pop3s = "{{.POP3S}}"           # port 995 role: implicit TLS
-admin = "{{.Admin}}"           # /healthz and /metrics; keep it on loopback
+admin = "{{.Admin}}"           # /healthz, /metrics, /queue/ (kanmon queue); keep it on loopback
+# Requests to the admin listener must name it in their Host header by its
+# own address or localhost; list other names it may be called by here.
+# Everything but /healthz and /metrics also needs the token in
+# DATA_DIR/admin.token (Authorization: Bearer ...).
+admin_hosts = []
 
 [tls]
 cert = "{{.Cert}}"
@@ -118,11 +123,15 @@ pop_before_smtp_on_mx = false
 
 [sendmail]
 # Local submission for programs on this machine (cron, scripts): the
-# server listens on DATA_DIR/kanmon.sock and "kanmon sendmail" (installed
+# server listens on DATA_DIR/public/kanmon.sock and "kanmon sendmail" (installed
 # as /usr/sbin/sendmail by symlink) hands messages to it. The server knows
 # the Unix user from the socket itself (SO_PEERCRED), never from what the
 # program says, and lets it send only as the address mapped here.
 enabled = false
+# The socket; "" = DATA_DIR/public/kanmon.sock (the data directory is then
+# mode 0711 so that local users can reach public/, and nothing else in it
+# is readable by them). A path outside keeps the data directory 0700.
+socket = ""
 # Unix user name -> the address it sends as, e.g. { "root" = "root@example.org" }.
 users = {}
 # Unmapped users send as USER@default_domain; "" = unmapped users may not send.

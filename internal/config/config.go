@@ -83,6 +83,11 @@ type Listeners struct {
 	POP3       string `toml:"pop3"`
 	POP3S      string `toml:"pop3s"`
 	Admin      string `toml:"admin"`
+	// AdminHosts are host names, besides the admin listener's own address
+	// and localhost, that requests to it may carry in their Host header
+	// (a name in /etc/hosts, say). Any other Host is refused, so a web
+	// page that rebinds its name to 127.0.0.1 cannot reach the listener.
+	AdminHosts []string `toml:"admin_hosts"`
 }
 
 // TLS names the certificate files.
@@ -175,13 +180,15 @@ type POP3 struct {
 	PopBeforeSMTPOnMX  bool     `toml:"pop_before_smtp_on_mx"`
 }
 
-// Sendmail configures the local submission socket (DATA_DIR/kanmon.sock)
+// Sendmail configures the local submission socket (SocketPath)
 // used by `kanmon sendmail`. The server identifies the connecting Unix
 // user by the socket's peer credentials (SO_PEERCRED), never by what the
 // client says, and treats the session as authenticated as that user's
 // address.
 type Sendmail struct {
 	Enabled bool `toml:"enabled"`
+	// Socket is the socket's path; "" is DATA_DIR/public/kanmon.sock.
+	Socket string `toml:"socket"`
 	// Users maps a Unix user name to the address its mail is sent as.
 	Users map[string]string `toml:"users"`
 	// DefaultDomain, when set, gives unmapped users USER@DefaultDomain;
@@ -500,6 +507,11 @@ func (c *Config) validate(raw []byte, e *Errors) {
 			e.add(raw, l.key, fmt.Sprintf("port %q is not a number from 0 to 65535", port))
 		}
 	}
+	for _, h := range c.Listeners.AdminHosts {
+		if !validHostname(strings.TrimSuffix(h, ".")) {
+			e.add(raw, "listeners.admin_hosts", fmt.Sprintf("%q is not a host name (no port: the listener's own port is implied)", h))
+		}
+	}
 	needTLS := c.Listeners.Submission != "" || c.Listeners.SMTPS != "" || c.Listeners.POP3S != "" || c.Listeners.POP3 != ""
 	if needTLS && c.TLS.Cert == "" {
 		e.add(raw, "tls.cert", "submission, smtps and POP3 need a certificate and key (tls.cert, tls.key)")
@@ -751,6 +763,7 @@ func (c *Config) resolvePaths() {
 	c.LogFile = abs(c.LogFile)
 	c.Delivery.SmarthostPasswordFile = abs(c.Delivery.SmarthostPasswordFile)
 	c.Delivery.SmarthostCAFile = abs(c.Delivery.SmarthostCAFile)
+	c.Sendmail.Socket = abs(c.Sendmail.Socket)
 }
 
 // Finish validates and resolves a config built in code (the embedded
@@ -785,5 +798,21 @@ func (c *Config) QueueDir() string { return filepath.Join(c.DataDir, "queue") }
 // MailRoot holds the Maildirs, one per account: MailRoot/DOMAIN/USER.
 func (c *Config) MailRoot() string { return filepath.Join(c.DataDir, "mail") }
 
-// SocketPath is the local socket `kanmon sendmail` talks to.
-func (c *Config) SocketPath() string { return filepath.Join(c.DataDir, "kanmon.sock") }
+// SocketPath is the local socket `kanmon sendmail` talks to: [sendmail]
+// socket, or kanmon.sock in PublicDir. It lives apart from the data
+// directory's secrets so that local users may reach it.
+func (c *Config) SocketPath() string {
+	if c.Sendmail.Socket != "" {
+		return c.Sendmail.Socket
+	}
+	return filepath.Join(c.PublicDir(), "kanmon.sock")
+}
+
+// PublicDir is the one directory under the data directory that local
+// users may enter: it holds the default sendmail socket and nothing else.
+func (c *Config) PublicDir() string { return filepath.Join(c.DataDir, "public") }
+
+// AdminTokenPath is the file holding the admin listener's bearer token
+// (mode 0600), created by `kanmon init` or on the first start and read by
+// `kanmon queue`.
+func (c *Config) AdminTokenPath() string { return filepath.Join(c.DataDir, "admin.token") }

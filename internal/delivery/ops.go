@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"strconv"
 	"strings"
@@ -248,11 +249,12 @@ type Op string
 func (s *Scheduler) Apply(op Op, id string, f Filter) ([]string, error) {
 	var ids []string
 	if id != "" {
-		if _, err := s.Spool.Open(id); err != nil {
+		m, err := s.Spool.Open(id)
+		if err != nil {
 			return nil, err
-		} else {
-			ids = []string{id}
 		}
+		m.Close() // only its existence was in question
+		ids = []string{id}
 	} else {
 		if f.Empty() && op != "flush" {
 			return nil, errors.New("delivery: a filter needs at least one criterion (or give an id)")
@@ -331,9 +333,12 @@ func (s *Scheduler) flush(id string) error {
 }
 
 // AdminHandler serves the operator commands under /queue/ on the admin
-// listener (which belongs on loopback). Changes need POST and the header
-// "X-Kanmon-Admin: 1", which a browser will not send cross-origin, so a
-// web page cannot drive the queue through an operator's browser.
+// listener, behind the admin package's Host and token checks. Changes
+// also need POST and the header "X-Kanmon-Admin: 1", which a browser will
+// not send cross-origin without asking first.
+//
+// An error reply says what went wrong in plain words; the error itself,
+// which may name files of the spool, goes to the log only.
 //
 //	GET  /queue/list?sender=&domain=&client=&older=&lane=
 //	GET  /queue/show?id=
@@ -345,18 +350,37 @@ func (s *Scheduler) AdminHandler() http.Handler {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(v)
 	}
-	fail := func(w http.ResponseWriter, code int, err error) {
-		reply(w, code, map[string]string{"error": err.Error()})
+	fail := func(w http.ResponseWriter, r *http.Request, code int, text string, err error) {
+		args := []any{"listener", "admin", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
+			"queue_id", r.URL.Query().Get("id"), "code", code, "reply", text}
+		if err != nil {
+			args = append(args, "err", err.Error())
+		}
+		s.Log.Info("admin", args...)
+		reply(w, code, map[string]string{"error": text})
+	}
+	// notFound tells a missing message from a spool that cannot be read.
+	notFound := func(w http.ResponseWriter, r *http.Request, err error) {
+		id := r.URL.Query().Get("id")
+		if errors.Is(err, fs.ErrNotExist) {
+			fail(w, r, http.StatusNotFound, "no such message in the queue", err)
+			return
+		}
+		if id == "" || strings.ContainsAny(id, `/\`) || id[0] == '.' {
+			fail(w, r, http.StatusBadRequest, "not a queue id", err)
+			return
+		}
+		fail(w, r, http.StatusInternalServerError, "the queue could not be read; the server log has the details", err)
 	}
 	mux.HandleFunc("GET /queue/list", func(w http.ResponseWriter, r *http.Request) {
 		f, err := filterFrom(r)
 		if err != nil {
-			fail(w, http.StatusBadRequest, err)
+			fail(w, r, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
 		list, err := s.List(f)
 		if err != nil {
-			fail(w, http.StatusInternalServerError, err)
+			fail(w, r, http.StatusInternalServerError, "the queue could not be read; the server log has the details", err)
 			return
 		}
 		reply(w, http.StatusOK, list)
@@ -364,30 +388,46 @@ func (s *Scheduler) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /queue/show", func(w http.ResponseWriter, r *http.Request) {
 		in, err := s.Show(r.URL.Query().Get("id"))
 		if err != nil {
-			fail(w, http.StatusNotFound, err)
+			notFound(w, r, err)
 			return
 		}
 		reply(w, http.StatusOK, in)
 	})
 	mux.HandleFunc("POST /queue/{op}", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Kanmon-Admin") != "1" {
-			fail(w, http.StatusForbidden, errors.New("missing X-Kanmon-Admin: 1 header"))
+			fail(w, r, http.StatusForbidden, "missing X-Kanmon-Admin: 1 header", nil)
+			return
+		}
+		op := Op(r.PathValue("op"))
+		switch op {
+		case "flush", "hold", "release", "delete":
+		default:
+			fail(w, r, http.StatusNotFound, fmt.Sprintf("unknown queue operation %q: use flush, hold, release or delete", truncate(string(op), 64)), nil)
 			return
 		}
 		f, err := filterFrom(r)
 		if err != nil {
-			fail(w, http.StatusBadRequest, err)
+			fail(w, r, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
-		ids, err := s.Apply(Op(r.PathValue("op")), r.URL.Query().Get("id"), f)
+		id := r.URL.Query().Get("id")
+		if id == "" && f.Empty() && op != "flush" {
+			fail(w, r, http.StatusBadRequest, "a filter needs at least one criterion (or give an id)", nil)
+			return
+		}
+		ids, err := s.Apply(op, id, f)
+		if err != nil && id != "" && len(ids) == 0 {
+			notFound(w, r, err)
+			return
+		}
 		if err != nil {
-			fail(w, http.StatusBadRequest, err)
+			fail(w, r, http.StatusInternalServerError, fmt.Sprintf("%s failed for some messages; the server log has the details", op), err)
 			return
 		}
 		if ids == nil {
 			ids = []string{}
 		}
-		reply(w, http.StatusOK, map[string]any{"op": r.PathValue("op"), "ids": ids})
+		reply(w, http.StatusOK, map[string]any{"op": op, "ids": ids})
 	})
 	return mux
 }

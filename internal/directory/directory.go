@@ -17,6 +17,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -75,8 +77,24 @@ type snapshot struct {
 	domains map[string]bool
 }
 
-// Open opens (creating if needed) the database at path.
+// secretMode is the mode of the database and its -wal and -shm files:
+// they hold password hashes, so only kanmon's own user may read them.
+const secretMode = 0o600
+
+// Open opens (creating if needed) the database at path. The file is
+// created 0600 before SQLite opens it, whatever the umask; SQLite gives
+// its -wal and -shm files the database's mode, and Open sets 0600 on all
+// three afterwards too, so a database left readable by an older version
+// is closed on its next open.
 func Open(path string) (*DB, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, secretMode)
+	if err != nil {
+		return nil, fmt.Errorf("directory: open %s: %w", path, err)
+	}
+	f.Close()
+	if err := secureFiles(path); err != nil {
+		return nil, err
+	}
 	dsn := "file:" + filepath.ToSlash(path) + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -92,12 +110,38 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("directory: migrate %s: %w", path, err)
 	}
+	if err := secureFiles(path); err != nil {
+		db.Close()
+		return nil, err
+	}
 	d := &DB{sql: db}
 	if err := d.Reload(); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return d, nil
+}
+
+// DBFiles are the files of the database at path: the database, its
+// write-ahead log and its shared-memory index.
+func DBFiles(path string) []string { return []string{path, path + "-wal", path + "-shm"} }
+
+// secureFiles sets mode 0600 on the database files that exist and are
+// open to anyone else.
+func secureFiles(path string) error {
+	for _, p := range DBFiles(path) {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err == nil && fi.Mode().Perm()&^secretMode != 0 {
+			err = os.Chmod(p, secretMode)
+		}
+		if err != nil {
+			return fmt.Errorf("directory: mode of %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Close closes the database.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -443,6 +444,53 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestOpenFileModes: the database and its -wal and -shm files hold
+// password hashes: 0600 whatever the umask, and an older database left
+// 0644 is tightened on open.
+func TestOpenFileModes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kanmon.db")
+	check := func(when string) {
+		t.Helper()
+		seen := 0
+		for _, p := range directory.DBFiles(path) {
+			fi, err := os.Stat(p)
+			if err != nil {
+				continue
+			}
+			seen++
+			if m := fi.Mode().Perm(); m != 0o600 {
+				t.Errorf("%s: %s has mode %o, want 600", when, filepath.Base(p), m)
+			}
+		}
+		if seen < 2 {
+			t.Errorf("%s: only %d database files exist: the write-ahead log files were not checked", when, seen)
+		}
+	}
+	d, err := directory.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AddDomain(context.Background(), "example.org"); err != nil {
+		t.Fatal(err)
+	}
+	check("new database")
+	d.Close()
+	for _, p := range directory.DBFiles(path) {
+		os.Chmod(p, 0o644)
+	}
+	d, err = directory.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.AddDomain(context.Background(), "example.net"); err != nil {
+		t.Fatal(err)
+	}
+	check("database reopened after chmod 644")
 }
 
 // Unicode case folding must not reach an ASCII account: "alİce" (U+0130)

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"os/user"
@@ -25,8 +24,6 @@ import (
 
 	"crypto/tls"
 	"crypto/x509"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
@@ -56,6 +53,8 @@ type Server struct {
 	met   *metrics.Metrics
 	admin *http.Server
 	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
+	// adminToken is the bearer token of the admin listener.
+	adminToken string
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -72,6 +71,11 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log}
 	var err error
+	// Modes first, so what an older version left open is logged before
+	// the database is opened (which would tighten it silently).
+	if err := s.secureDataDir(); err != nil {
+		return nil, err
+	}
 	if s.dir, err = directory.Open(cfg.DBPath()); err != nil {
 		return nil, err
 	}
@@ -249,21 +253,8 @@ func (s *Server) Run(ctx context.Context) error {
 			ls = append(ls, bound{"sendmail", ln, func(l net.Listener) error { return s.smtp.Serve(l, smtpd.RoleLocal) }})
 		}
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprintln(w, "ok")
-	})
-	// Operator queue commands (kanmon queue ...): through the scheduler,
-	// so they never race a delivery.
-	mux.Handle("/queue/", s.sched.AdminHandler())
-	mux.Handle("/metrics", promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{}))
-	// Profiles for operators chasing CPU: the admin listener is loopback
-	// by default and exposes nothing about mail or accounts.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	errs = append(errs, listen("admin", cfg.Listeners.Admin, s.admin.Serve))
+	s.admin = &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	errs = append(errs, listen("admin", cfg.Listeners.Admin, s.serveAdmin))
 	if err := errors.Join(errs...); err != nil {
 		for _, b := range ls {
 			b.ln.Close()
@@ -356,8 +347,8 @@ func (s *Server) reload() {
 // listenLocal opens the sendmail socket. A socket file left by a crashed
 // server is removed; one that still answers belongs to a running server
 // and is an error. The mode lets any local user connect: who they are is
-// decided by SO_PEERCRED, and the data directory's own mode still limits
-// who can reach the file.
+// decided by SO_PEERCRED. The socket lives in a directory of its own
+// (secureDataDir), away from the files local users must not read.
 func listenLocal(path string) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

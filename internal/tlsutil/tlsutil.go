@@ -90,11 +90,30 @@ func WriteSelfSigned(certFile, keyFile string, hosts []string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("tls: encode key: %w", err)
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+	if err := writeSecret(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})); err != nil {
 		return false, fmt.Errorf("tls: write %s: %w", keyFile, err)
 	}
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return false, fmt.Errorf("tls: write %s: %w", certFile, err)
 	}
 	return true, nil
+}
+
+// writeSecret writes data to path with mode 0600. The mode is set before
+// the data is written, so a key never sits in a file left readable by an
+// older file's mode (os.WriteFile keeps the mode of a file it truncates).
+func writeSecret(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

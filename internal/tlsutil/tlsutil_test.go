@@ -141,3 +141,27 @@ func TestLoadMissing(t *testing.T) {
 		t.Fatal("Load of missing files succeeded")
 	}
 }
+
+// TestWriteSelfSignedKeyMode: the private key is written 0600 even over
+// a key file left readable by everyone (os.WriteFile would keep its mode).
+func TestWriteSelfSignedKeyMode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(key, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tlsutil.WriteSelfSigned(cert, key, []string{"mx.example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fi.Mode().Perm(); m != 0o600 {
+		t.Errorf("key file mode %o after WriteSelfSigned over a 0644 file, want 600", m)
+	}
+}
