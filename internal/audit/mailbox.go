@@ -203,7 +203,7 @@ func (a *auditor) auditIMAP(ctx context.Context) error {
 	capEv := s.evidence(mark)
 	if !caps["LOGINDISABLED"] {
 		a.cur.LoginBeforeTLS = true
-		a.cur.AuthBeforeTLS = append(a.cur.AuthBeforeTLS, "LOGIN")
+		a.cur.AuthBeforeTLS = dedupe(append(a.cur.AuthBeforeTLS, "LOGIN"))
 		a.add(Finding{
 			ID:       "imap.login-plaintext",
 			Title:    "IMAP takes LOGIN before TLS (no LOGINDISABLED): passwords travel in cleartext",
