@@ -2,7 +2,9 @@
 // kanmon exists to prevent (MISSION.md, seeds 000-004): open relay tricks,
 // account disclosure through VRFY, EXPN and accept-then-bounce, plaintext
 // credentials, weak or missing TLS, banner disclosure, early-talker
-// tolerance and the DNS hygiene of the mail domain. Run returns a Report
+// tolerance and the DNS hygiene of the mail domain, on every mail port:
+// SMTP (smtp, submission, smtps: ports.go, portcheck.go) and POP3 and IMAP
+// (mailbox.go), each in its role. Run returns a Report
 // whose findings carry a severity, the exact dialogue as evidence and the
 // fix; Main is the "kanmon audit" command line.
 //
@@ -18,7 +20,8 @@
 // Options.ConfirmTo, and then only to that address; the foreign recipients
 // of the relay battery are reserved example domains and TEST-NET addresses,
 // and nothing is sent to them beyond RCPT. AUTH is only started, never
-// completed: no credentials are sent, the exchange is cancelled with "*".
+// completed: no credentials are sent, the exchange is cancelled with "*";
+// a POP3 server is given a made-up USER name and never PASS.
 // DNS questions go only through Options.Resolver (law 6). Run it from an
 // address the server does not trust (not from its mynetworks), or every
 // relay test passes for the wrong reason.

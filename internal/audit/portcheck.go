@@ -92,7 +92,8 @@ func (a *auditor) checkTLSVersions(ctx context.Context) {
 		return
 	}
 	var accepted, old, ev []string
-	certDone := a.port.Role.family() == "smtp"
+	// The SMTP and implicit-TLS ports had their certificate checked already.
+	certDone := a.port.Role.family() == "smtp" || a.port.Role.implicitTLS()
 	for _, v := range tlsVersions {
 		if ctx.Err() != nil {
 			return
