@@ -2,7 +2,9 @@
 // kanmon exists to prevent (MISSION.md, seeds 000-004): open relay tricks,
 // account disclosure through VRFY, EXPN and accept-then-bounce, plaintext
 // credentials, weak or missing TLS, banner disclosure, early-talker
-// tolerance and the DNS hygiene of the mail domain. Run returns a Report
+// tolerance and the DNS hygiene of the mail domain, on every mail port:
+// SMTP (smtp, submission, smtps: ports.go, portcheck.go) and POP3 and IMAP
+// (mailbox.go), each in its role. Run returns a Report
 // whose findings carry a severity, the exact dialogue as evidence and the
 // fix; Main is the "kanmon audit" command line.
 //
@@ -18,7 +20,8 @@
 // Options.ConfirmTo, and then only to that address; the foreign recipients
 // of the relay battery are reserved example domains and TEST-NET addresses,
 // and nothing is sent to them beyond RCPT. AUTH is only started, never
-// completed: no credentials are sent, the exchange is cancelled with "*".
+// completed: no credentials are sent, the exchange is cancelled with "*";
+// a POP3 server is given a made-up USER name and never PASS.
 // DNS questions go only through Options.Resolver (law 6). Run it from an
 // address the server does not trust (not from its mynetworks), or every
 // relay test passes for the wrong reason.
@@ -27,6 +30,7 @@ package audit
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -52,9 +56,14 @@ const (
 
 // Options configure Run.
 type Options struct {
-	// Target is the server, "HOST[:PORT]" (port 25 when absent); HOST may
-	// be a name (resolved through Resolver) or an IP address.
+	// Target is the server, "HOST[:PORT]"; HOST may be a name (resolved
+	// through Resolver) or an IP address. With a PORT only that port is
+	// audited (in the role of that standard port, else as smtp); without
+	// one, Ports or DefaultPorts.
 	Target string
+	// Ports are the ports to audit and their roles; they override a port
+	// in Target.
+	Ports []PortSpec
 	// Domain is a mail domain the server receives mail for (required).
 	Domain string
 	// KnownUser is a local part that exists on the server, compared with a
@@ -100,7 +109,10 @@ type Options struct {
 // auditor carries one run's state.
 type auditor struct {
 	opts    Options
-	addr    string // ip:port dialed
+	ports   []PortSpec
+	port    PortSpec    // the port being audited
+	cur     *PortReport // its summary
+	addr    string      // ip:port dialed
 	ip      netip.Addr
 	host    string // host part of Target
 	report  *Report
@@ -124,24 +136,29 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	a.report.Started = time.Now()
 	defer func() { a.report.Duration = time.Since(a.report.Started) }()
 
-	first, err := a.open(ctx, a.opts.HeloName)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %s: %w", a.opts.Target, err)
-	}
-	a.checkBanner(first)
-	a.checkAuthAndTLS(ctx, first)
-	for _, check := range []func(context.Context){
-		a.checkOldTLS,
-		a.checkDisclosure,
-		a.checkPipelining,
-		a.checkEarlyTalker,
-		a.checkRelay,
-		a.checkDNS,
-	} {
+	var lastErr error
+	opened := 0
+	for _, p := range a.ports {
 		if ctx.Err() != nil {
 			break
 		}
-		check(ctx)
+		a.setPort(p)
+		if err := a.auditPort(ctx); err != nil {
+			lastErr = err
+			a.note("%s: not audited: %v", p, err)
+			continue
+		}
+		opened++
+	}
+	if opened == 0 {
+		if lastErr == nil {
+			lastErr = ctx.Err()
+		}
+		return nil, fmt.Errorf("audit: %s: %w", a.opts.Target, lastErr)
+	}
+	a.port, a.cur = PortSpec{}, nil // what follows is about the host, not a port
+	if ctx.Err() == nil {
+		a.checkDNS(ctx)
 	}
 	a.report.sort()
 	if err := ctx.Err(); err != nil {
@@ -196,12 +213,28 @@ func newAuditor(ctx context.Context, opts Options) (*auditor, error) {
 
 	host, port, err := net.SplitHostPort(opts.Target)
 	if err != nil {
-		host, port = strings.Trim(opts.Target, "[]"), DefaultPort
+		host, port = strings.Trim(opts.Target, "[]"), ""
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return nil, fmt.Errorf("audit: bad port in %q", opts.Target)
+	ports := opts.Ports
+	if port != "" {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("audit: bad port in %q", opts.Target)
+		}
+		if len(ports) == 0 {
+			role := standardRole(int(n))
+			if role == "" {
+				role = RoleSMTP
+			}
+			ports = []PortSpec{{int(n), role}}
+		}
+		opts.Target = net.JoinHostPort(host, port)
+	} else {
+		opts.Target = host
 	}
-	opts.Target = net.JoinHostPort(host, port)
+	if len(ports) == 0 {
+		ports = DefaultPorts
+	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
 		ips, lerr := opts.Resolver.LookupIP(ctx, host)
@@ -218,24 +251,48 @@ func newAuditor(ctx context.Context, opts Options) (*auditor, error) {
 	_, _ = rand.Read(rnd[:])
 	a := &auditor{
 		opts:    opts,
+		ports:   ports,
 		ip:      ip,
-		addr:    net.JoinHostPort(ip.String(), port),
 		host:    host,
 		unknown: "kanmon-audit-nouser-" + hex.EncodeToString(rnd[:]),
 		report: &Report{
 			Target:   opts.Target,
 			Domain:   opts.Domain,
+			Address:  ip.String(),
 			Findings: []Finding{},
 			Notes:    []string{},
+			Ports:    []*PortReport{},
 		},
 	}
-	a.report.Address = a.addr
+	if len(ports) == 1 {
+		a.report.Address = net.JoinHostPort(ip.String(), strconv.Itoa(ports[0].Port))
+	}
 	return a, nil
 }
 
-// open connects, reads the greeting and says EHLO helo.
+// setPort makes p the port the checks talk to.
+func (a *auditor) setPort(p PortSpec) {
+	a.port = p
+	a.addr = net.JoinHostPort(a.ip.String(), strconv.Itoa(p.Port))
+	a.cur = &PortReport{Port: p.Port, Role: p.Role, TLS: "none"}
+	a.report.Ports = append(a.report.Ports, a.cur)
+}
+
+// open connects to the current SMTP port (with the TLS handshake first
+// on smtps), reads the greeting and says EHLO helo.
 func (a *auditor) open(ctx context.Context, helo string) (*session, error) {
-	s, err := dial(ctx, a.addr, a.opts.Timeout)
+	var (
+		s   *session
+		err error
+	)
+	if a.port.Role.implicitTLS() {
+		s, err = dialTLS(ctx, a.addr, a.opts.Timeout, a.tlsConfig(tls.VersionTLS12, 0))
+		if err != nil && s != nil {
+			s.close()
+		}
+	} else {
+		s, err = dial(ctx, a.addr, a.opts.Timeout)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -250,8 +307,13 @@ func (a *auditor) open(ctx context.Context, helo string) (*session, error) {
 	return s, nil
 }
 
-// add records a finding.
-func (a *auditor) add(f Finding) { a.report.Findings = append(a.report.Findings, f) }
+// add records a finding, labelled with the port being audited.
+func (a *auditor) add(f Finding) {
+	if f.Port == "" && a.cur != nil {
+		f.Port = a.port.String()
+	}
+	a.report.Findings = append(a.report.Findings, f)
+}
 
 // note records something that is not a finding.
 func (a *auditor) note(format string, args ...any) {

@@ -208,7 +208,9 @@ func TestAccountDisclosure(t *testing.T) {
 	f := &fakeSMTP{Rcpt: closedRcpt, Vrfy: known, Expn: known}
 	rep := run(t, f.start(t), nil)
 	v := mustFind(t, rep, "disclosure.vrfy", Medium)
-	if v.Evidence[0] != "C: VRFY postmaster" || !strings.HasPrefix(v.Evidence[3], "S: 550") {
+	// The made-up name's answer, then the known name's.
+	if len(v.Evidence) != 4 || !strings.HasPrefix(v.Evidence[0], "C: VRFY kanmon-audit-nouser-") ||
+		!strings.HasPrefix(v.Evidence[1], "S: 550") || v.Evidence[2] != "C: VRFY postmaster" {
 		t.Errorf("VRFY evidence %q", v.Evidence)
 	}
 	mustFind(t, rep, "disclosure.expn", Medium)
@@ -218,6 +220,42 @@ func TestAccountDisclosure(t *testing.T) {
 	f = &fakeSMTP{Rcpt: closedRcpt}
 	rep = run(t, f.start(t), nil)
 	mustNotFind(t, rep, "disclosure")
+}
+
+// TestVRFYFullAddressOnlyDisclosure: a server that refuses every bare
+// name with 504 but tells accounts apart once the domain is given (Postfix
+// with disable_vrfy_command = no) discloses its accounts.
+func TestVRFYFullAddressOnlyDisclosure(t *testing.T) {
+	f := &fakeSMTP{Rcpt: closedRcpt, Vrfy: func(arg string) string {
+		arg = strings.ToLower(strings.TrimSpace(arg))
+		switch {
+		case !strings.Contains(arg, "@"):
+			return "504 5.5.2 <" + arg + ">: Recipient address rejected: need fully-qualified address"
+		case arg == "root@local.test":
+			return "252 2.0.0 " + arg
+		}
+		return "550 5.1.1 <" + arg + ">: Recipient address rejected: User unknown in local recipient table"
+	}}
+	rep := run(t, f.start(t), nil)
+	v := mustFind(t, rep, "disclosure.vrfy", Medium)
+	ev := strings.Join(v.Evidence, "\n")
+	for _, want := range []string{"C: VRFY root@local.test", "S: 252 2.0.0 root@local.test", "@local.test>: Recipient address rejected: User unknown"} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("evidence lacks %q:\n%s", want, ev)
+		}
+	}
+	mustNotFind(t, rep, "disclosure.vrfy-answers-all")
+}
+
+// TestVRFYAnswersEverything: 252 echoing any name, made-up ones included,
+// discloses nothing but shows VRFY is on: a separate, lower finding.
+func TestVRFYAnswersEverything(t *testing.T) {
+	f := &fakeSMTP{Rcpt: closedRcpt, Vrfy: func(arg string) string { return "252 2.0.0 " + strings.TrimSpace(arg) }}
+	rep := run(t, f.start(t), nil)
+	mustFind(t, rep, "disclosure.vrfy-answers-all", Low)
+	if rep.Find("disclosure.vrfy") != nil {
+		t.Errorf("disclosure.vrfy reported for a server that answers every name alike")
+	}
 }
 
 func TestAcceptThenBounce(t *testing.T) {

@@ -32,7 +32,8 @@ type session struct {
 	ehlo       *Reply
 	ext        map[string]string // EHLO keywords (upper case) to parameters
 	tlsState   *tls.ConnectionState
-	broken     error // set once the connection failed; later calls fail fast
+	broken     error  // set once the connection failed; later calls fail fast
+	proto      string // "pop3" or "imap" for those dialogues; "" is SMTP
 }
 
 // dial connects to addr and returns the session without reading anything.
@@ -40,7 +41,7 @@ func dial(ctx context.Context, addr string, timeout time.Duration) (*session, er
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+		return nil, fmt.Errorf("connecting to %s: %w", addr, wrapDial(err))
 	}
 	s := &session{conn: c, r: bufio.NewReaderSize(c, 4096), timeout: timeout}
 	s.stop = context.AfterFunc(ctx, func() { _ = c.Close() })
@@ -192,21 +193,62 @@ func (s *session) startTLS(ctx context.Context, cfg *tls.Config) (*Reply, error)
 		s.record("-- ", s.broken.Error())
 		return rep, s.broken
 	}
+	if err := s.upgrade(ctx, cfg); err != nil {
+		return rep, err
+	}
+	s.ehlo, s.ext = nil, nil
+	return rep, nil
+}
+
+// upgrade runs the TLS handshake on the connection (after STARTTLS, STLS,
+// or at once for implicit TLS) and reads through it from then on.
+func (s *session) upgrade(ctx context.Context, cfg *tls.Config) error {
 	tc := tls.Client(s.conn, cfg)
 	hctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		s.broken = fmt.Errorf("TLS handshake: %w", err)
 		s.record("-- ", s.broken.Error())
-		return rep, s.broken
+		return s.broken
 	}
 	st := tc.ConnectionState()
 	s.tlsState = &st
 	s.conn = tc
 	s.r = bufio.NewReaderSize(tc, 4096)
-	s.ehlo, s.ext = nil, nil
 	s.record("-- ", "TLS established: "+describeTLS(&st))
-	return rep, nil
+	return nil
+}
+
+// dialTLS connects to addr and runs the TLS handshake at once (implicit
+// TLS). When the connection opens but the handshake fails, the session
+// is returned with the error, so the caller can tell a closed port from a
+// failed handshake.
+func dialTLS(ctx context.Context, addr string, timeout time.Duration, cfg *tls.Config) (*session, error) {
+	s, err := dial(ctx, addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	s.record("-- ", "connected; TLS handshake at once (implicit TLS)")
+	if err := s.upgrade(ctx, cfg); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// line reads one line of a POP3 or IMAP dialogue.
+func (s *session) line() (string, error) {
+	if s.broken != nil {
+		return "", s.broken
+	}
+	_ = s.conn.SetReadDeadline(s.deadline())
+	l, err := readLine(s.r, maxReplyLine)
+	if err != nil {
+		s.broken = fmt.Errorf("reading response: %w", err)
+		s.record("-- ", s.broken.Error())
+		return "", s.broken
+	}
+	s.record("S: ", l)
+	return l, nil
 }
 
 // close says QUIT (briefly, best effort) and closes the connection.
@@ -216,7 +258,14 @@ func (s *session) close() {
 	}
 	if s.broken == nil {
 		s.timeout = 2 * time.Second
-		_, _ = s.cmd("QUIT")
+		switch s.proto {
+		case "pop3":
+			_ = s.send("QUIT")
+		case "imap":
+			_ = s.send("Z LOGOUT")
+		default:
+			_, _ = s.cmd("QUIT")
+		}
 	}
 	s.stop()
 	_ = s.conn.Close()

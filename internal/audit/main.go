@@ -25,11 +25,13 @@ const (
 // usage is printed for -h and usage errors.
 const usage = `usage: kanmon audit HOST[:PORT] --domain DOMAIN [options]
 
-Connects to HOST (port 25 by default) as an outside client and reports open
-relay tricks, account disclosure (VRFY, EXPN, accept-then-bounce), plaintext
+Connects to HOST as an outside client and reports open relay tricks,
+account disclosure (VRFY, EXPN, accept-then-bounce), plaintext logins and
 AUTH, missing or weak TLS, banner disclosure, early-talker tolerance and the
-DNS hygiene of DOMAIN. Exit status: 0 no high findings, 1 high or critical
-findings, 2 usage or connection error.
+DNS hygiene of DOMAIN. Without PORT or --ports it probes 25/smtp,
+587/submission, 465/smtps, 110/pop3, 995/pop3s, 143/imap and 993/imaps.
+Exit status: 0 no high findings, 1 high or critical findings, 2 usage or
+connection error.
 
 Run it from a host the server does not trust (outside its own networks).
 
@@ -72,9 +74,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		insecure  bool
 		timeout   time.Duration
 		total     time.Duration
+		ports     string
 	)
 	fs.StringVar(&opts.Domain, "domain", "", "the server's local mail `domain` (required)")
 	fs.BoolVar(&jsonOut, "json", false, "write the report as JSON")
+	fs.StringVar(&ports, "ports", "", "audit these `PORT/ROLE` items, comma-separated (roles smtp, submission, smtps, pop3, pop3s, imap, imaps; a bare standard PORT takes its role)")
 	fs.StringVar(&opts.KnownUser, "known-user", DefaultKnownUser, "a local `user` that exists, compared with a made-up one")
 	fs.StringVar(&opts.ConfirmTo, "confirm-to", "", "send one real test message per accepted relay variant to this `address` (one you read)")
 	fs.StringVar(&opts.HeloName, "helo", DefaultHeloName, "`name` to give in EHLO")
@@ -106,6 +110,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitError
 	}
 	opts.Target = positional[0]
+	if ports != "" {
+		if opts.Ports, err = ParsePorts(ports); err != nil {
+			fmt.Fprintf(stderr, "kanmon %v\n", err)
+			return ExitError
+		}
+	}
 	opts.Timeout = timeout
 	opts.DNSBLs = dnsbls
 	opts.SkipDNS = noDNS

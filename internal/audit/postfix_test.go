@@ -25,16 +25,26 @@ func postfixDNS() *dnsresolve.Mock {
 
 func auditPostfix(t *testing.T, inst *postfix.Instance) *Report {
 	t.Helper()
+	return auditPostfixWith(t, inst, nil)
+}
+
+// auditPostfixWith audits inst with tweak applied to the options.
+func auditPostfixWith(t *testing.T, inst *postfix.Instance, tweak func(*Options)) *Report {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, Options{
+	opts := Options{
 		Target:        inst.Addr,
 		Domain:        "postfix.test",
 		Timeout:       20 * time.Second,
 		Resolver:      postfixDNS(),
 		RootCAs:       inst.CertPool,
 		TLSServerName: "mx.postfix.test",
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	rep, err := Run(ctx, opts)
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, inst.Log())
 	}
@@ -83,6 +93,29 @@ tls_high_cipherlist = DEFAULT:@SECLEVEL=0
 	}
 	if strings.Contains(log, " data=") || strings.Contains(log, " bdat=") {
 		t.Errorf("Postfix saw DATA from the audit:\n%s", log)
+	}
+}
+
+// TestPostfixVRFYOn audits an otherwise closed Postfix with VRFY enabled.
+// It answers 504 to every bare name, and tells accounts apart only when
+// the domain is given: the audit must ask both forms.
+func TestPostfixVRFYOn(t *testing.T) {
+	inst := postfix.Start(t, postfix.Options{TLS: true, MainCF: `
+disable_vrfy_command = no
+smtpd_recipient_restrictions = reject_non_fqdn_recipient
+smtpd_banner = $myhostname ESMTP
+`})
+	// root exists (Postfix's local recipients are the system accounts).
+	rep := auditPostfixWith(t, inst, func(o *Options) { o.KnownUser = "root" })
+	v := mustFind(t, rep, "disclosure.vrfy", Medium)
+	ev := strings.Join(v.Evidence, "\n")
+	if !strings.Contains(ev, "S: 252 2.0.0 root@postfix.test") || !strings.Contains(ev, "S: 550 5.1.1 ") {
+		t.Errorf("disclosure.vrfy evidence lacks the 252/550 pair:\n%s", ev)
+	}
+	for _, f := range rep.Findings {
+		if f.ID != "disclosure.vrfy" && f.Severity > Low {
+			t.Errorf("finding %s (%s) against a Postfix whose only weakness is VRFY", f.ID, f.Severity)
+		}
 	}
 }
 

@@ -61,6 +61,9 @@ type Finding struct {
 	Title string `json:"title"`
 	// Severity ranks the finding.
 	Severity Severity `json:"severity"`
+	// Port is the "PORT/ROLE" the finding was made on; empty for findings
+	// about the host or domain (DNS).
+	Port string `json:"port,omitempty"`
 	// Evidence is the exact dialogue: "C: " lines the audit sent, "S: "
 	// lines the server answered, "-- " lines for events (TLS, connection
 	// closed) and "DNS: " lines for DNS answers. Control characters are
@@ -74,7 +77,8 @@ type Finding struct {
 type Report struct {
 	// Target is the audited HOST:PORT as given (port defaulted).
 	Target string `json:"target"`
-	// Address is the IP:port connected to.
+	// Address is the IP:port connected to (the IP alone when several
+	// ports were probed).
 	Address string `json:"address"`
 	// Domain is the server's local mail domain.
 	Domain string `json:"domain"`
@@ -82,8 +86,10 @@ type Report struct {
 	Started time.Time `json:"started"`
 	// Duration is how long it took.
 	Duration time.Duration `json:"duration_ns"`
-	// Findings are sorted by severity (highest first), then ID.
+	// Findings are sorted by severity (highest first), then port, then ID.
 	Findings []Finding `json:"findings"`
+	// Ports summarise every port probed, open or not, in probing order.
+	Ports []*PortReport `json:"ports"`
 	// Notes are checks that could not run or were inconclusive (a
 	// temporary reply, a DNS timeout); they are not findings.
 	Notes []string `json:"notes"`
@@ -99,7 +105,18 @@ func (r *Report) HasHigh() bool {
 	return false
 }
 
-// Find returns the finding with the given ID, or nil.
+// FindAt returns the finding with the given ID made on port ("PORT/ROLE"),
+// or nil.
+func (r *Report) FindAt(id, port string) *Finding {
+	for i := range r.Findings {
+		if r.Findings[i].ID == id && r.Findings[i].Port == port {
+			return &r.Findings[i]
+		}
+	}
+	return nil
+}
+
+// Find returns the first finding with the given ID, on any port, or nil.
 func (r *Report) Find(id string) *Finding {
 	for i := range r.Findings {
 		if r.Findings[i].ID == id {
@@ -123,6 +140,9 @@ func (r *Report) Count(s Severity) int {
 func (r *Report) sort() {
 	slices.SortStableFunc(r.Findings, func(a, b Finding) int {
 		if c := cmp.Compare(b.Severity, a.Severity); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Port, b.Port); c != 0 {
 			return c
 		}
 		return strings.Compare(a.ID, b.ID)
@@ -156,8 +176,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	} else {
 		fmt.Fprintf(&b, "%d findings: %s\n", len(r.Findings), strings.Join(counts, ", "))
 	}
+	writePorts(&b, r.Ports)
 	for _, f := range r.Findings {
-		fmt.Fprintf(&b, "\n[%s] %s: %s\n", strings.ToUpper(f.Severity.String()), f.ID, f.Title)
+		port := ""
+		if f.Port != "" {
+			port = " on " + f.Port
+		}
+		fmt.Fprintf(&b, "\n[%s] %s%s: %s\n", strings.ToUpper(f.Severity.String()), f.ID, port, f.Title)
 		if len(f.Evidence) > 0 {
 			b.WriteString("  evidence:\n")
 			for _, e := range f.Evidence {
@@ -183,4 +208,36 @@ func (r *Report) WriteText(w io.Writer) error {
 		return fmt.Errorf("audit: writing report: %w", err)
 	}
 	return nil
+}
+
+// writePorts writes one summary line per port probed.
+func writePorts(b *strings.Builder, ports []*PortReport) {
+	if len(ports) == 0 {
+		return
+	}
+	b.WriteString("\nports:\n")
+	for _, p := range ports {
+		fmt.Fprintf(b, "  %d/%s: ", p.Port, p.Role)
+		if !p.Open {
+			b.WriteString("not audited (closed or no greeting)\n")
+			continue
+		}
+		fmt.Fprintf(b, "greeting %q; TLS %s", p.Greeting, p.TLS)
+		if len(p.TLSVersions) > 0 {
+			fmt.Fprintf(b, " (%s)", strings.Join(p.TLSVersions, ", "))
+		}
+		if len(p.AuthBeforeTLS) > 0 {
+			fmt.Fprintf(b, "; before TLS: %s", strings.Join(p.AuthBeforeTLS, " "))
+		}
+		if p.LoginBeforeTLS {
+			b.WriteString("; LOGIN POSSIBLE BEFORE TLS")
+		}
+		if p.MailWithoutAuth != "" {
+			fmt.Fprintf(b, "; mail without AUTH: %s", p.MailWithoutAuth)
+		}
+		b.WriteString("\n")
+		if p.Certificate != "" {
+			fmt.Fprintf(b, "      certificate: %s\n", p.Certificate)
+		}
+	}
 }

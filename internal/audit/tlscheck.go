@@ -61,6 +61,7 @@ func (a *auditor) checkAuthAndTLS(ctx context.Context, s *session) {
 	ehloEvidence := append([]string{"C: " + s.heloCmd}, prefixed("S: ", s.ehlo.Lines)...)
 
 	mechs := strings.Fields(strings.ToUpper(s.ext["AUTH"]))
+	a.cur.AuthBeforeTLS = mechs
 	if _, ok := s.ext["AUTH"]; ok {
 		sev, what := Medium, "challenge-response mechanisms only"
 		for _, m := range mechs {
@@ -94,6 +95,7 @@ func (a *auditor) checkAuthAndTLS(ctx context.Context, s *session) {
 		return
 	}
 	if rep.Code == 334 {
+		a.cur.LoginBeforeTLS = true
 		_, _ = s.cmd("*") // cancel (RFC 4954 4): no credentials are sent
 		sev := High
 		if !authMechanismsExposing[mech] {
@@ -130,6 +132,7 @@ func (a *auditor) checkAuthAndTLS(ctx context.Context, s *session) {
 		a.note("STARTTLS check not finished: %v", err)
 		return
 	case rep.Code != 220:
+		a.cur.TLS = "offered but failing"
 		a.add(Finding{
 			ID:       "tls.starttls-refused",
 			Title:    "STARTTLS is advertised but refused",
@@ -139,6 +142,7 @@ func (a *auditor) checkAuthAndTLS(ctx context.Context, s *session) {
 		})
 		return
 	case err != nil:
+		a.cur.TLS = "offered but failing"
 		a.add(Finding{
 			ID:       "tls.handshake-failed",
 			Title:    "STARTTLS handshake with TLS 1.2 or newer fails",
@@ -148,6 +152,7 @@ func (a *auditor) checkAuthAndTLS(ctx context.Context, s *session) {
 		})
 		return
 	}
+	a.cur.TLS = "starttls"
 	a.checkCertificate(s.tlsState, s.evidence(mark))
 	// EHLO again over TLS, as a client must; AUTH may appear now.
 	_ = s.hello(a.opts.HeloName)
@@ -160,6 +165,9 @@ func (a *auditor) checkCertificate(st *tls.ConnectionState, dialogue []string) {
 		return
 	}
 	leaf := st.PeerCertificates[0]
+	if a.cur != nil {
+		a.cur.Certificate = describeCert(leaf)
+	}
 	ev := append(dialogue, "-- certificate: "+describeCert(leaf))
 	now := time.Now()
 	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
@@ -208,32 +216,6 @@ func (a *auditor) checkCertificate(st *tls.ConnectionState, dialogue []string) {
 			Fix:      "Use a certificate from a public CA (ACME works for mail servers too); self-signed certificates defeat MTA-STS and authenticated submission clients.",
 		})
 	}
-}
-
-// checkOldTLS offers only TLS 1.0 and 1.1 on a fresh connection.
-func (a *auditor) checkOldTLS(ctx context.Context) {
-	s, err := a.open(ctx, a.opts.HeloName)
-	if err != nil {
-		a.note("old TLS version check not run: %v", err)
-		return
-	}
-	defer s.close()
-	if _, ok := s.ext["STARTTLS"]; !ok {
-		return
-	}
-	mark := s.mark()
-	rep, err := s.startTLS(ctx, a.tlsConfig(tls.VersionTLS10, tls.VersionTLS11))
-	if err != nil || rep == nil || rep.Code != 220 || s.tlsState == nil {
-		return // refused: what we want
-	}
-	v := tls.VersionName(s.tlsState.Version)
-	a.add(Finding{
-		ID:       "tls.old-version",
-		Title:    "Accepts " + v + " (older than TLS 1.2)",
-		Severity: Medium,
-		Evidence: append([]string{"C: " + s.heloCmd}, s.evidence(mark)...),
-		Fix:      "Disable TLS 1.0 and 1.1 (RFC 8996). Postfix: smtpd_tls_protocols = >=TLSv1.2 and smtpd_tls_mandatory_protocols = >=TLSv1.2.",
-	})
 }
 
 // describeCert summarises a certificate for evidence.
