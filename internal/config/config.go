@@ -210,7 +210,8 @@ type Config struct {
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
-	// Trusted is TrustedNetworks parsed.
+	// Trusted is TrustedNetworks parsed, masked, IPv4 networks as IPv4;
+	// internal/policy (Clients) decides who is in them.
 	Trusted []netip.Prefix `toml:"-"`
 }
 
@@ -763,17 +764,6 @@ func (c *Config) Finish() error {
 	}
 	c.resolvePaths()
 	return nil
-}
-
-// IsTrusted reports whether ip is in a trusted network.
-func (c *Config) IsTrusted(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, p := range c.Trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // DBPath is the account database under the data directory.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"kanmon/internal/config"
+	"kanmon/internal/policy"
 )
 
 // base is a minimal valid configuration: everything else is defaulted.
@@ -401,7 +402,12 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-func TestIsTrusted(t *testing.T) {
+// trusted reports whether the relay rule's inputs built from c trust ip.
+func trusted(c *config.Config, ip netip.Addr) bool {
+	return policy.Clients{Trusted: c.Trusted}.ClientOf(ip, policy.ListenerMX, "").Trusted
+}
+
+func TestTrustedNetworks(t *testing.T) {
 	t.Parallel()
 	raw := base + `trusted_networks = ["192.0.2.77/24", "2001:db8:10::/48", "198.51.100.7", "2001:db8::5"]` + "\n"
 	c, err := config.Parse([]byte(raw), "t.toml")
@@ -422,8 +428,8 @@ func TestIsTrusted(t *testing.T) {
 		"127.0.0.1":          false, // loopback is not trusted unless listed
 		"::1":                false,
 	} {
-		if got := c.IsTrusted(netip.MustParseAddr(addr)); got != want {
-			t.Errorf("IsTrusted(%s) = %v, want %v", addr, got, want)
+		if got := trusted(c, netip.MustParseAddr(addr)); got != want {
+			t.Errorf("trusted(%s) = %v, want %v", addr, got, want)
 		}
 	}
 	// No trusted networks: nobody is trusted.
@@ -431,7 +437,7 @@ func TestIsTrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.IsTrusted(netip.MustParseAddr("127.0.0.1")) {
+	if trusted(d, netip.MustParseAddr("127.0.0.1")) {
 		t.Error("127.0.0.1 trusted with no trusted_networks")
 	}
 }
@@ -458,9 +464,9 @@ func TestDurationText(t *testing.T) {
 func TestTrustedMappedNetwork(t *testing.T) {
 	t.Parallel()
 	c, err := config.Parse([]byte(base+`trusted_networks = ["::ffff:192.0.2.0/120"]`+"\n"), "m.toml")
-	if err == nil && !c.IsTrusted(netip.MustParseAddr("192.0.2.5")) {
+	if err == nil && !trusted(c, netip.MustParseAddr("192.0.2.5")) {
 		t.Errorf("trusted_networks = [\"::ffff:192.0.2.0/120\"] was accepted but does not trust 192.0.2.5 (nor ::ffff:192.0.2.5: %v)",
-			c.IsTrusted(netip.MustParseAddr("::ffff:192.0.2.5")))
+			trusted(c, netip.MustParseAddr("::ffff:192.0.2.5")))
 	}
 	if _, err := config.Parse([]byte(base+`trusted_networks = ["::ffff:0.0.0.0/96"]`+"\n"), "m.toml"); err == nil {
 		t.Errorf("trusted_networks = [\"::ffff:0.0.0.0/96\"] (every IPv4 address) was accepted")

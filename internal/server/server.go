@@ -98,6 +98,10 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.pol = policy.NewEngine(s.domains(), s.dir, cfg.Policy.RejectForgedLocalSender)
 	s.pol.Mailboxes = directory.NewMailboxes(s.dir, cfg.MailRoot(), int64(cfg.Limits.MailboxQuota))
+	s.pol.Clients = policy.Clients{Trusted: cfg.Trusted, PopBeforeOnMX: cfg.POP3.PopBeforeSMTPOnMX}
+	if s.popb != nil {
+		s.pol.Clients.PopBefore = s.popb
+	}
 	remote, err := newRemote(cfg)
 	if err != nil {
 		return nil, err
@@ -192,12 +196,8 @@ func (s *Server) Run(ctx context.Context) error {
 	cfg := s.cfg
 	var tlsCfg = s.tlsConfig()
 	deps := smtpd.Deps{
-		Config: cfg, Dir: s.dir, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
-		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue, PopBeforeOnMX: cfg.POP3.PopBeforeSMTPOnMX,
-		LocalIdentity: s.localIdentity,
-	}
-	if s.popb != nil {
-		deps.PopBefore = s.popb
+		Config: cfg, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
+		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue, LocalIdentity: s.localIdentity,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}

@@ -29,13 +29,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
-	"kanmon/internal/directory"
 	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
@@ -60,24 +58,17 @@ const (
 // may send as through the local socket; address "" refuses the user.
 type LocalIdentity func(uid uint32) (user, address string)
 
-// PopBefore answers whether an address recently logged in over POP3.
-type PopBefore interface {
-	Allowed(ip netip.Addr) bool
-}
-
 // Deps are the services a Server uses.
 type Deps struct {
-	Config    *config.Config
-	Dir       *directory.DB
-	Auth      *auth.Authenticator
-	Spool     *queue.Spool
-	Policy    *policy.Engine
-	TLS       *tls.Config // nil: no STARTTLS, no AUTH
-	Logger    *slog.Logger
-	Metrics   *metrics.Metrics
-	PopBefore PopBefore // nil when POP-before-SMTP is off
-	// PopBeforeOnMX lets POP-before-SMTP clients relay through MX too.
-	PopBeforeOnMX bool
+	Config *config.Config
+	Auth   *auth.Authenticator
+	Spool  *queue.Spool
+	// Policy decides MAIL and RCPT, and establishes the relay facts of
+	// a client (trusted networks, POP-before-SMTP: Engine.Clients).
+	Policy  *policy.Engine
+	TLS     *tls.Config // nil: no STARTTLS, no AUTH
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
 	// LocalIdentity identifies clients of RoleLocal (nil: RoleLocal
 	// refuses everyone).
 	LocalIdentity LocalIdentity
