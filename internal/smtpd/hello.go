@@ -98,4 +98,3 @@ func (c *conn) cmdStartTLS(arg string) error {
 func tlsDesc(st *tls.ConnectionState) string {
 	return tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 }
-

@@ -6,7 +6,6 @@ import (
 	"time"
 )
 
-
 // identifyLocal authenticates a RoleLocal session as the address mapped
 // to the peer's Unix user. The uid comes from the kernel (SO_PEERCRED);
 // nothing the client sends can change it. It reports false, after

@@ -8,7 +8,6 @@ import (
 	"kanmon/internal/policy"
 )
 
-
 func (c *conn) cmdRcpt(arg string) error {
 	if !c.inMail {
 		c.reject("protocol.sequence", 503, "5.5.1", "send MAIL first")
@@ -78,4 +77,3 @@ func (c *conn) duplicate(to address.Addr, account string) (string, bool) {
 	}
 	return "", false
 }
-

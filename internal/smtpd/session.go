@@ -361,4 +361,3 @@ func (c *conn) resetTx() {
 	c.body8bit = false
 	c.size = 0
 }
-
