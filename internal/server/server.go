@@ -206,7 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 			Hostname: cfg.Hostname, TLS: tlsCfg, AllowPlaintextAuth: cfg.POP3.AllowPlaintextAuth,
 			IdleTimeout: cfg.POP3.IdleTimeout.Duration, MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
 			MaxConns: cfg.MaxConnectionsFor(name), MailRoot: cfg.MailRoot(), Auth: s.auth, Logger: s.log,
-			PopBefore: s.popb, Listener: name,
+			PopBefore: s.popb, Listener: name, Panics: s.met.Panics.WithLabelValues("pop3"),
 		}
 	}
 	if cfg.Listeners.POP3 != "" {

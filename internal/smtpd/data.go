@@ -197,6 +197,9 @@ func (c *conn) cmdData(arg string) error {
 		c.resetTx()
 		return c.tooManyErrors()
 	}
+	// Whatever ends this transfer, even a panic, gives the file and its
+	// place in the queue's bounds back; after Commit it does nothing.
+	defer w.Abort()
 	c.reply(354, "", "end data with <CR><LF>.<CR><LF>")
 	c.inTx.Store(true)
 	defer c.inTx.Store(false)

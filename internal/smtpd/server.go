@@ -105,6 +105,7 @@ func (s *Server) Serve(ln net.Listener, role Role) error {
 		Name: string(role), MaxConns: s.cfg.MaxConnectionsFor(key),
 		MaxConnsPerClient: s.cfg.Limits.MaxConnectionsPerIP, StressPercent: s.cfg.Limits.StressThreshold,
 		StressGauge: s.d.Metrics.Stress.WithLabelValues(string(role)), Logger: s.d.Logger,
+		Panics: s.d.Metrics.Panics.WithLabelValues("smtp"),
 	}, handler{s, role})
 	s.mu.Lock()
 	if s.closing {
@@ -158,6 +159,10 @@ func (s session) Serve() {
 
 // Shutdown: an idle session gets 421 4.3.2; one receiving DATA finishes.
 func (s session) Shutdown() { s.c.shutdown() }
+
+// Goodbye: after a panic the client gets 421 4.3.0 and the connection
+// ends; its transaction was not acknowledged, so the sender retries.
+func (s session) Goodbye() { s.c.goodbye() }
 
 // Stress cuts the wait of an idle session to the stress timeout.
 func (s session) Stress() {

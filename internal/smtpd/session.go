@@ -103,8 +103,10 @@ func (c *conn) client() policy.Client {
 	return c.s.d.Policy.ClientOf(c.ip, string(c.role), c.authUser)
 }
 
+// serve runs the dialogue and closes the connection. The close is not
+// deferred: after a panic the listener has the client told (goodbye)
+// over the open connection, then closes it.
 func (c *conn) serve() {
-	defer c.nc.Close()
 	cmdTimeout, _ := c.cfgLimits()
 	c.log.Info("connect", "remote", c.nc.RemoteAddr().String())
 	if c.role == RoleSMTPS {
@@ -112,6 +114,7 @@ func (c *conn) serve() {
 		tc.SetDeadline(time.Now().Add(cmdTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.log.Info("disconnect", "reason", "tls handshake failed", "err", err.Error())
+			c.nc.Close()
 			return
 		}
 		tc.SetDeadline(time.Time{})
@@ -142,8 +145,24 @@ func (c *conn) serve() {
 		}
 	}
 	c.flush()
+	c.nc.Close()
 	c.log.Info("disconnect", "reason", reason, "messages", c.messages, "commands", c.commands,
 		"duration_ms", time.Since(c.started).Milliseconds())
+}
+
+// goodbye answers a session that panicked (listener.Session.Goodbye):
+// replies still buffered are dropped, since one may be half written, and
+// the client gets 421 4.3.0 with the connection id, which leads to the
+// panic's log line. The listener closes the connection afterwards.
+func (c *conn) goodbye() {
+	text := "internal error, closing connection [" + c.id + "]"
+	c.log.Info("reply", "code", 421, "line", "421 4.3.0 "+text)
+	// Straight to the connection: the listener has set a short write
+	// deadline, which deadlineWriter would replace with the long one.
+	c.bw.Reset(c.nc)
+	c.write(421, "4.3.0", text)
+	c.flush()
+	c.nc.Close()
 }
 
 // readFailed answers a failed command read and returns the reason logged.
