@@ -102,7 +102,12 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if s.popb != nil {
 		s.pol.Clients.PopBefore = s.popb
 	}
-	remote, err := newRemote(cfg)
+	for _, w := range cfg.WarningLines() {
+		log.Warn("config", "warning", w)
+	}
+	// The one resolver (law 6): delivery now, the inbound checks next.
+	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
+	remote, err := newRemote(cfg, resolver)
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +123,10 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 // newRemote builds remote delivery from the [delivery] settings. The
 // smarthost password is read from its file here and kept in memory only.
-func newRemote(cfg *config.Config) (*delivery.Remote, error) {
+func newRemote(cfg *config.Config, resolver dnsresolve.Resolver) (*delivery.Remote, error) {
 	d := cfg.Delivery
 	r := &delivery.Remote{
-		Resolver: dnsresolve.New(d.DNSServer), HeloName: d.HeloName, Routes: map[string]string{},
+		Resolver: resolver, HeloName: d.HeloName, Routes: map[string]string{},
 		Smarthost: d.Smarthost, SmarthostUser: d.SmarthostUser, TransactionTimeout: d.TransactionTimeout.Duration,
 	}
 	if r.HeloName == "" {
