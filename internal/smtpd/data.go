@@ -218,6 +218,24 @@ func (c *conn) cmdData(arg string) error {
 		c.resetTx()
 		return res.ioErr
 	}
+	c.finishData(w, env, res)
+	c.resetTx()
+	return c.tooManyErrors()
+}
+
+// clientIP is the client address recorded in the envelope ("local" for
+// the sendmail socket).
+func (c *conn) clientIP() string {
+	if c.role == RoleLocal {
+		return "local"
+	}
+	return c.ip.String()
+}
+
+// finishData gives the verdict on a message read to its end: refused for
+// its content or size, or committed to the queue and acknowledged (law 1:
+// "250" only once it is on disk).
+func (c *conn) finishData(w *queue.Writer, env queue.Envelope, res dataResult) {
 	switch {
 	case res.nul:
 		w.Abort()
@@ -238,7 +256,7 @@ func (c *conn) cmdData(arg string) error {
 				code, enh, reason = 452, "4.3.1", "insufficient system storage, try again later"
 			}
 			c.reject("queue.error", code, enh, reason, "err", err.Error())
-			break
+			return
 		}
 		c.messages++
 		for _, r := range c.rcpts {
@@ -257,15 +275,4 @@ func (c *conn) cmdData(arg string) error {
 			c.s.d.Queued(w.ID())
 		}
 	}
-	c.resetTx()
-	return c.tooManyErrors()
-}
-
-// clientIP is the client address recorded in the envelope ("local" for
-// the sendmail socket).
-func (c *conn) clientIP() string {
-	if c.role == RoleLocal {
-		return "local"
-	}
-	return c.ip.String()
 }

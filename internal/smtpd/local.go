@@ -13,9 +13,10 @@ import (
 func (c *conn) identifyLocal() bool {
 	refuse := func(rule, reason string, attrs ...any) bool {
 		c.s.d.Metrics.Rejected.WithLabelValues(rule).Inc()
-		c.log.Info("decision", append([]any{"rule", rule, "code", 554, "enhanced", "5.7.1", "reason", reason}, attrs...)...)
+		line := "554 5.7.1 " + reason + " [" + c.id + "]"
+		c.log.Info("decision", append([]any{"rule", rule, "code", 554, "enhanced", "5.7.1", "reason", reason, "line", line}, attrs...)...)
 		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(c.nc, "554 5.7.1 "+reason+" ["+c.id+"]\r\n")
+		io.WriteString(c.nc, line+"\r\n")
 		c.nc.Close()
 		return false
 	}

@@ -55,37 +55,11 @@ func (c *conn) cmdMail(arg string) error {
 		c.reject("protocol.syntax", 501, "5.5.4", "syntax: MAIL FROM:<address>")
 		return c.tooManyErrors()
 	}
-	utf8 := false
-	body8 := false
-	var size int64
-	for _, p := range strings.Fields(params) {
-		k, v, _ := strings.Cut(p, "=")
-		switch strings.ToUpper(k) {
-		case "SIZE":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				c.reject("protocol.syntax", 501, "5.5.4", "SIZE needs a number")
-				return c.tooManyErrors()
-			}
-			size = n
-		case "BODY":
-			switch strings.ToUpper(v) {
-			case "7BIT":
-			case "8BITMIME":
-				body8 = true
-			default:
-				c.reject("protocol.syntax", 501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
-				return c.tooManyErrors()
-			}
-		case "SMTPUTF8":
-			utf8 = true
-		case "AUTH":
-			// RFC 4954 AUTH= is informational; we ignore it (never trusted).
-		default:
-			c.reject("protocol.syntax", 555, "5.5.4", "unsupported MAIL parameter "+strings.ToUpper(k))
-			return c.tooManyErrors()
-		}
+	p, ok := c.parseMailParams(params)
+	if !ok {
+		return c.tooManyErrors()
 	}
+	utf8, body8, size := p.smtputf8, p.body8bit, p.size
 	if size > int64(c.s.cfg.Limits.MaxMessageSize) {
 		c.reject("limit.message_size", 552, "5.3.4", "message too big: the limit is "+strconv.FormatInt(int64(c.s.cfg.Limits.MaxMessageSize), 10)+" octets")
 		return c.tooManyErrors()
@@ -116,4 +90,45 @@ func (c *conn) cmdMail(arg string) error {
 	c.size = size
 	c.reply(250, "2.1.0", "sender OK")
 	return nil
+}
+
+// mailParams are the MAIL FROM parameters kanmon honours.
+type mailParams struct {
+	size     int64 // SIZE=, 0 when not given
+	body8bit bool  // BODY=8BITMIME
+	smtputf8 bool  // SMTPUTF8
+}
+
+// parseMailParams parses the parameters after MAIL FROM:<path>. An unknown or
+// malformed one is refused (the reply is sent) and ok is false.
+func (c *conn) parseMailParams(params string) (p mailParams, ok bool) {
+	for _, kv := range strings.Fields(params) {
+		k, v, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "SIZE":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				c.reject("protocol.syntax", 501, "5.5.4", "SIZE needs a number")
+				return p, false
+			}
+			p.size = n
+		case "BODY":
+			switch strings.ToUpper(v) {
+			case "7BIT":
+			case "8BITMIME":
+				p.body8bit = true
+			default:
+				c.reject("protocol.syntax", 501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+				return p, false
+			}
+		case "SMTPUTF8":
+			p.smtputf8 = true
+		case "AUTH":
+			// RFC 4954 AUTH= is informational; we ignore it (never trusted).
+		default:
+			c.reject("protocol.syntax", 555, "5.5.4", "unsupported MAIL parameter "+strings.ToUpper(k))
+			return p, false
+		}
+	}
+	return p, true
 }

@@ -279,8 +279,8 @@ func (c *conn) tooManyErrors() error {
 	if c.errors >= c.maxErrors() {
 		c.s.d.Metrics.Rejected.WithLabelValues("limit.errors").Inc()
 		text := "too many errors, closing connection [" + c.id + "]"
-		c.log.Info("decision", "rule", "limit.errors", "code", 421, "enhanced", "4.7.0", "errors", c.errors,
-			"line", "421 4.7.0 "+text)
+		c.log.Info("decision", "rule", "limit.errors", "code", 421, "enhanced", "4.7.0", "reason", "too many errors",
+			"errors", c.errors, "line", "421 4.7.0 "+text)
 		c.write(421, "4.7.0", text)
 		return errors.New("too many errors")
 	}
