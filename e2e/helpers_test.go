@@ -240,7 +240,7 @@ func setupServer(t *testing.T, o options) *server {
 	// Remote delivery must never leave the machine: unless a test says
 	// otherwise, DNS goes to a loopback port where nothing answers, so
 	// mail for remote.test and the like stays queued (DNS is temporary).
-	set := map[string]string{"delivery.dns_server": `"127.0.0.1:1"`}
+	set := map[string]string{"dns.server": `"127.0.0.1:1"`}
 	for k, v := range o.set {
 		set[k] = v
 	}

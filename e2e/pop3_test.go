@@ -50,7 +50,7 @@ func startPOP3Server(t *testing.T, set map[string]string) *popServer {
 			"--mx-addr", s.MX, "--submission-addr", s.Submission, "--smtps-addr", s.SMTPS, "--admin-addr", s.Admin,
 			"--pop3-addr", p.POP3, "--pop3s-addr", p.POP3S)
 		// As setupServer: remote delivery never leaves the machine.
-		all := map[string]string{"delivery.dns_server": `"127.0.0.1:1"`}
+		all := map[string]string{"dns.server": `"127.0.0.1:1"`}
 		for k, v := range set {
 			all[k] = v
 		}

@@ -138,6 +138,9 @@ func cmdCheckConfig(args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range cfg.WarningLines() {
+		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(env.Stdout, "%s: OK (hostname %s, domains %s, data_dir %s)\n", *cfgPath, cfg.Hostname,
 		strings.Join(cfg.Domains, ","), cfg.DataDir)
 	return nil

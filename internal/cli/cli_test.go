@@ -517,3 +517,39 @@ func TestUserQuota(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckConfigWarnsDeprecatedDNSServer: the old delivery.dns_server is
+// still read, and check-config warns with its file, line and the new key;
+// the init template writes the new [dns] section only.
+func TestCheckConfigWarnsDeprecatedDNSServer(t *testing.T) {
+	t.Parallel()
+	path := initDir(t)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "dns_server =") || !strings.Contains(string(raw), "\n[dns]\n") {
+		t.Fatalf("the template should have [dns] and no dns_server:\n%s", raw)
+	}
+	lines := strings.Split(string(raw), "\n")
+	at := 0
+	for i, l := range lines {
+		if l == "[delivery]" {
+			lines[i], at = "[delivery]\ndns_server = \"127.0.0.1:5353\"", i+2
+		}
+	}
+	if at == 0 {
+		t.Fatal("template lacks [delivery]")
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "", "check-config", "--config", path)
+	if r.code != 0 || !strings.Contains(r.stdout, ": OK") {
+		t.Fatalf("check-config with the old key: %s; want exit 0 and OK", r)
+	}
+	want := "warning: " + path + ":" + strconv.Itoa(at) + ": delivery.dns_server: deprecated: set server in the [dns] section instead (dns.server)"
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("check-config stderr lacks %q:\n%s", want, r.stderr)
+	}
+}

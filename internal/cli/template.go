@@ -102,11 +102,16 @@ max_concurrency = 32            # outgoing connections in total
 max_per_domain = 20             # outgoing connections per destination domain
 # Our own users are told when their mail has waited this long ("0s" = never).
 delay_warning = "4h"
-# Send every DNS question to this server ("127.0.0.1:53"); "" = system resolver.
-dns_server = ""
 # One SMTP session with a remote server ends after this (plus 10m for the
 # message itself), however promptly the server answers each command.
 transaction_timeout = "30m"
+
+[dns]
+# Every DNS question (delivery's MX and address lookups, and the checks of
+# incoming mail) goes to this server, e.g. "127.0.0.1:53"; "" = the
+# system resolver. (Formerly delivery.dns_server.)
+server = ""
+timeout = "5s"                  # bound of each question
 
 [policy]
 # Refuse mail from outside that claims one of our domains as its envelope

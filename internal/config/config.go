@@ -160,11 +160,24 @@ type Delivery struct {
 	MaxPerDomain int `toml:"max_per_domain"`
 	// DelayWarning is when our own users get a "delayed" DSN (0 = never).
 	DelayWarning Duration `toml:"delay_warning"`
-	// DNSServer, when set, receives every DNS query ("127.0.0.1:5353").
+	// DNSServer is the old name of DNS.Server, still read for one
+	// release: check-config warns, and a value differing from
+	// dns.server is an error.
 	DNSServer string `toml:"dns_server"`
 	// TransactionTimeout bounds one SMTP session with a remote server,
 	// plus the DATA timeout, however promptly each reply comes.
 	TransactionTimeout Duration `toml:"transaction_timeout"`
+}
+
+// DNS configures the one resolver every DNS question goes through
+// (internal/dnsresolve, law 6): delivery's MX and address lookups and
+// every inbound check.
+type DNS struct {
+	// Server, when set, receives every DNS question ("127.0.0.1:5353",
+	// or an address meaning port 53); empty means the system resolver.
+	Server string `toml:"server"`
+	// Timeout bounds each question.
+	Timeout Duration `toml:"timeout"`
 }
 
 // Policy switches optional checks.
@@ -211,13 +224,18 @@ type Config struct {
 	Limits          Limits    `toml:"limits"`
 	Queue           Queue     `toml:"queue"`
 	Delivery        Delivery  `toml:"delivery"`
+	DNS             DNS       `toml:"dns"`
 	Policy          Policy    `toml:"policy"`
 	POP3            POP3      `toml:"pop3"`
 	Sendmail        Sendmail  `toml:"sendmail"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
-	// Trusted is TrustedNetworks parsed.
+	// Warnings are problems that do not stop the server (a deprecated
+	// key), for check-config and the start-up log; see WarningLines.
+	Warnings []FieldError `toml:"-"`
+	// Trusted is TrustedNetworks parsed, masked, IPv4 networks as IPv4;
+	// internal/policy (Clients) decides who is in them.
 	Trusted []netip.Prefix `toml:"-"`
 }
 
@@ -273,6 +291,7 @@ func Default() *Config {
 			// Generous: a large message to a slow server still fits.
 			TransactionTimeout: Duration{30 * time.Minute},
 		},
+		DNS:      DNS{Timeout: Duration{5 * time.Second}},
 		Policy:   Policy{RejectForgedLocalSender: true},
 		POP3:     POP3{IdleTimeout: Duration{10 * time.Minute}},
 		Sendmail: Sendmail{Users: map[string]string{}},
@@ -322,6 +341,7 @@ func Parse(raw []byte, path string) (*Config, error) {
 		errs.add(raw, key, msg)
 	}
 	c.Path = path
+	c.Warnings = nil
 	for _, k := range md.Undecoded() {
 		errs.add(raw, k.String(), "unknown setting (misspelled?)")
 	}
@@ -382,22 +402,33 @@ type Errors struct {
 }
 
 func (e *Errors) Error() string {
-	var b strings.Builder
+	lines := make([]string, len(e.List))
 	for i, f := range e.List {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		loc := e.Path
-		if f.Line > 0 {
-			loc += ":" + strconv.Itoa(f.Line)
-		}
-		if f.Key != "" {
-			fmt.Fprintf(&b, "%s: %s: %s", loc, f.Key, f.Msg)
-		} else {
-			fmt.Fprintf(&b, "%s: %s", loc, f.Msg)
-		}
+		lines[i] = f.format(e.Path)
 	}
-	return b.String()
+	return strings.Join(lines, "\n")
+}
+
+// format writes the problem as "PATH:LINE: KEY: message".
+func (f FieldError) format(path string) string {
+	loc := path
+	if f.Line > 0 {
+		loc += ":" + strconv.Itoa(f.Line)
+	}
+	if f.Key != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, f.Key, f.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, f.Msg)
+}
+
+// WarningLines are the Warnings written like errors, "PATH:LINE: KEY:
+// message", one per line.
+func (c *Config) WarningLines() []string {
+	out := make([]string, len(c.Warnings))
+	for i, w := range c.Warnings {
+		out[i] = w.format(c.Path)
+	}
+	return out
 }
 
 func (e *Errors) add(raw []byte, key, msg string) {
@@ -656,13 +687,41 @@ func (c *Config) validateDelivery(raw []byte, e *Errors) {
 	if d.TransactionTimeout.Duration < time.Minute {
 		e.add(raw, "delivery.transaction_timeout", "must be at least 1m")
 	}
-	if d.DNSServer != "" {
-		if _, _, err := net.SplitHostPort(d.DNSServer); err != nil {
-			if _, err := netip.ParseAddr(strings.Trim(d.DNSServer, "[]")); err != nil {
-				e.add(raw, "delivery.dns_server", fmt.Sprintf("%q is not an address or ADDRESS:PORT", d.DNSServer))
-			}
-		}
+	c.validateDNS(raw, e)
+}
+
+// validateDNS checks [dns] and folds the deprecated delivery.dns_server
+// into dns.server, so the rest of the program reads one key.
+func (c *Config) validateDNS(raw []byte, e *Errors) {
+	if c.DNS.Server != "" && !validDNSServer(c.DNS.Server) {
+		e.add(raw, "dns.server", fmt.Sprintf("%q is not an address or ADDRESS:PORT", c.DNS.Server))
 	}
+	if c.DNS.Timeout.Duration < 100*time.Millisecond || c.DNS.Timeout.Duration > time.Minute {
+		e.add(raw, "dns.timeout", "must be from 100ms to 1m")
+	}
+	old := c.Delivery.DNSServer
+	if old == "" {
+		return
+	}
+	c.Warnings = append(c.Warnings, FieldError{Key: "delivery.dns_server", Line: lineOf(raw, "delivery.dns_server"),
+		Msg: "deprecated: set server in the [dns] section instead (dns.server); this key will be removed"})
+	switch {
+	case !validDNSServer(old):
+		e.add(raw, "delivery.dns_server", fmt.Sprintf("%q is not an address or ADDRESS:PORT", old))
+	case c.DNS.Server == "":
+		c.DNS.Server = old
+	case c.DNS.Server != old:
+		e.add(raw, "delivery.dns_server", fmt.Sprintf("%q differs from dns.server %q: remove delivery.dns_server (deprecated) and keep dns.server", old, c.DNS.Server))
+	}
+}
+
+// validDNSServer accepts "ADDRESS:PORT" or an address (port 53).
+func validDNSServer(v string) bool {
+	if _, _, err := net.SplitHostPort(v); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(strings.Trim(v, "[]"))
+	return err == nil
 }
 
 func (c *Config) validateSendmail(raw []byte, e *Errors) {
@@ -776,17 +835,6 @@ func (c *Config) Finish() error {
 	}
 	c.resolvePaths()
 	return nil
-}
-
-// IsTrusted reports whether ip is in a trusted network.
-func (c *Config) IsTrusted(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, p := range c.Trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // DBPath is the account database under the data directory.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"kanmon/internal/config"
+	"kanmon/internal/policy"
 )
 
 // base is a minimal valid configuration: everything else is defaulted.
@@ -102,6 +103,13 @@ func badCases() []badCase {
 		{name: "helo_name invalid", toml: sec("delivery", `helo_name = "mx example"`), key: "delivery.helo_name", at: "helo_name =", msg: "not a valid host name"},
 		{name: "delay_warning negative", toml: sec("delivery", `delay_warning = "-1h"`), key: "delivery.delay_warning", at: "delay_warning =", msg: "must not be negative"},
 		{name: "dns_server not an address", toml: sec("delivery", `dns_server = "dns.example"`), key: "delivery.dns_server", at: "dns_server =", msg: "not an address"},
+		{name: "old dns_server differs from dns.server", toml: base + "\n[delivery]\ndns_server = \"127.0.0.1:5353\"\n\n[dns]\nserver = \"127.0.0.1:53\"\n", key: "delivery.dns_server", at: "dns_server =", msg: `differs from dns.server "127.0.0.1:53"`},
+
+		// [dns] (validateDNS).
+		{name: "dns server not an address", toml: sec("dns", `server = "dns.example"`), key: "dns.server", at: "server =", msg: "not an address"},
+		{name: "dns timeout too short", toml: sec("dns", `timeout = "10ms"`), key: "dns.timeout", at: "timeout =", msg: "from 100ms to 1m"},
+		{name: "dns timeout too long", toml: sec("dns", `timeout = "5m"`), key: "dns.timeout", at: "timeout =", msg: "from 100ms to 1m"},
+		{name: "dns timeout not a duration", toml: sec("dns", `timeout = 5`), key: "dns.timeout", at: "timeout =", msg: "is not a duration"},
 		{name: "transaction_timeout too short", toml: sec("delivery", `transaction_timeout = "10s"`), key: "delivery.transaction_timeout", at: "transaction_timeout =", msg: "at least 1m"},
 
 		// Unknown keys.
@@ -401,7 +409,12 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-func TestIsTrusted(t *testing.T) {
+// trusted reports whether the relay rule's inputs built from c trust ip.
+func trusted(c *config.Config, ip netip.Addr) bool {
+	return policy.Clients{Trusted: c.Trusted}.ClientOf(ip, policy.ListenerMX, "").Trusted
+}
+
+func TestTrustedNetworks(t *testing.T) {
 	t.Parallel()
 	raw := base + `trusted_networks = ["192.0.2.77/24", "2001:db8:10::/48", "198.51.100.7", "2001:db8::5"]` + "\n"
 	c, err := config.Parse([]byte(raw), "t.toml")
@@ -422,8 +435,8 @@ func TestIsTrusted(t *testing.T) {
 		"127.0.0.1":          false, // loopback is not trusted unless listed
 		"::1":                false,
 	} {
-		if got := c.IsTrusted(netip.MustParseAddr(addr)); got != want {
-			t.Errorf("IsTrusted(%s) = %v, want %v", addr, got, want)
+		if got := trusted(c, netip.MustParseAddr(addr)); got != want {
+			t.Errorf("trusted(%s) = %v, want %v", addr, got, want)
 		}
 	}
 	// No trusted networks: nobody is trusted.
@@ -431,12 +444,50 @@ func TestIsTrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.IsTrusted(netip.MustParseAddr("127.0.0.1")) {
+	if trusted(d, netip.MustParseAddr("127.0.0.1")) {
 		t.Error("127.0.0.1 trusted with no trusted_networks")
 	}
 }
 
 // TestDurationText: durations read as Go durations and write back.
+// TestDNSSection: [dns] server and timeout, their defaults, and the old
+// delivery.dns_server: still read, with a warning naming its file, line
+// and the new key; the same value in both is fine.
+func TestDNSSection(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(base), "d.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DNS.Server != "" || c.DNS.Timeout.Duration != 5*time.Second || len(c.Warnings) != 0 {
+		t.Errorf("defaults: dns %+v, warnings %v; want system resolver, 5s, none", c.DNS, c.Warnings)
+	}
+	c, err = config.Parse([]byte(base+"\n[dns]\nserver = \"127.0.0.1:5353\"\ntimeout = \"2s\"\n"), "d.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DNS.Server != "127.0.0.1:5353" || c.DNS.Timeout.Duration != 2*time.Second || len(c.Warnings) != 0 {
+		t.Errorf("[dns]: %+v, warnings %v", c.DNS, c.Warnings)
+	}
+	for _, raw := range []string{
+		base + "\n[delivery]\ndns_server = \"127.0.0.1:5353\"\n",
+		base + "\n[delivery]\ndns_server = \"127.0.0.1:5353\"\n[dns]\nserver = \"127.0.0.1:5353\"\n",
+	} {
+		c, err := config.Parse([]byte(raw), "/etc/kanmon/d.toml")
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		if c.DNS.Server != "127.0.0.1:5353" {
+			t.Errorf("%q: dns.server %q, want the old key's value", raw, c.DNS.Server)
+		}
+		w := c.WarningLines()
+		want := "/etc/kanmon/d.toml:5: delivery.dns_server: deprecated: set server in the [dns] section instead (dns.server)"
+		if len(w) != 1 || !strings.HasPrefix(w[0], want) {
+			t.Errorf("%q: warnings %q, want one starting %q", raw, w, want)
+		}
+	}
+}
+
 func TestDurationText(t *testing.T) {
 	t.Parallel()
 	c, err := config.Parse([]byte(base+"[queue]\nretry_min = \"90s\"\nexpire = \"48h\"\n"), "d.toml")
@@ -458,9 +509,9 @@ func TestDurationText(t *testing.T) {
 func TestTrustedMappedNetwork(t *testing.T) {
 	t.Parallel()
 	c, err := config.Parse([]byte(base+`trusted_networks = ["::ffff:192.0.2.0/120"]`+"\n"), "m.toml")
-	if err == nil && !c.IsTrusted(netip.MustParseAddr("192.0.2.5")) {
+	if err == nil && !trusted(c, netip.MustParseAddr("192.0.2.5")) {
 		t.Errorf("trusted_networks = [\"::ffff:192.0.2.0/120\"] was accepted but does not trust 192.0.2.5 (nor ::ffff:192.0.2.5: %v)",
-			c.IsTrusted(netip.MustParseAddr("::ffff:192.0.2.5")))
+			trusted(c, netip.MustParseAddr("::ffff:192.0.2.5")))
 	}
 	if _, err := config.Parse([]byte(base+`trusted_networks = ["::ffff:0.0.0.0/96"]`+"\n"), "m.toml"); err == nil {
 		t.Errorf("trusted_networks = [\"::ffff:0.0.0.0/96\"] (every IPv4 address) was accepted")

@@ -71,7 +71,7 @@ func startSmarthost(t *testing.T) *smarthost {
 	}
 	sh := &smarthost{spool: spool, roots: roots, queued: make(chan string, 10), logs: &syncBuffer{}}
 	srv := smtpd.New(smtpd.Deps{
-		Config: cfg, Dir: db, Spool: spool, TLS: certs.Config(),
+		Config: cfg, Spool: spool, TLS: certs.Config(),
 		Auth:    auth.New(db, auth.NewThrottle(auth.ThrottleConfig{Window: time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: time.Millisecond})),
 		Policy:  policy.NewEngine(policy.Domains{Local: map[string]bool{"isp.test": true}, Relay: map[string]bool{}}, db, true),
 		Logger:  logging.New(sh.logs, "json", slog.LevelInfo),

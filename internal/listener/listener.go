@@ -28,7 +28,9 @@
 // SECURITY: everything here runs before a single byte is read from the
 // client. The client address comes from the socket, never from the
 // dialogue; a refused client is told in its protocol's words and cut off
-// after a bounded write.
+// after a bounded write. A panic in one session is contained to its
+// connection (Listener.run): the client hears the protocol's goodbye,
+// the stack is one log line, and every other session goes on.
 package listener
 
 import (
@@ -38,6 +40,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +68,9 @@ const stressHysteresis = 10
 // Gauge is the one method of a Prometheus gauge the listener uses.
 type Gauge interface{ Set(float64) }
 
+// Counter is the one method of a Prometheus counter the listener uses.
+type Counter interface{ Inc() }
+
 // Config configures one Listener.
 type Config struct {
 	// Name names the listener in logs: "mx", "submission", "pop3", ...
@@ -79,8 +85,12 @@ type Config struct {
 	StressPercent int
 	// StressGauge, when set, is 1 while stressed and 0 otherwise.
 	StressGauge Gauge
-	// Logger receives connect.refused, listener.stress and accept lines.
+	// Logger receives connect.refused, listener.stress, accept and
+	// panic lines.
 	Logger *slog.Logger
+	// Panics, when set, counts sessions ended by a panic
+	// (kanmon_panics_total{where="smtp"}, ...).
+	Panics Counter
 }
 
 // Reply is what a Handler told a refused client, for the log line.
@@ -110,6 +120,13 @@ type Session interface {
 	// protocol's "shutting down" reply; one in the middle of a transfer
 	// (SMTP DATA) or logged in (POP3) when it is done.
 	Shutdown()
+	// Goodbye is called, on Serve's goroutine, after Serve panicked: it
+	// tells the client in the protocol's words (SMTP 421 4.3.0, POP3
+	// -ERR [SYS/TEMP]) that the server failed and the connection ends,
+	// within the write deadline already set. Serve must therefore leave
+	// the connection open when it panics (close it on return, not in a
+	// deferred call); the listener closes it after Goodbye.
+	Goodbye()
 }
 
 // StressAware is implemented by sessions that shorten a wait already in
@@ -269,7 +286,7 @@ func (l *Listener) handle(nc net.Conn) {
 	}
 	defer l.release(ip)
 	c := Conn{ID: id, Client: ip, Log: log, l: l}
-	sess := l.h.Open(nc, c)
+	sess := l.open(nc, c)
 	if sess == nil {
 		return
 	}
@@ -288,24 +305,73 @@ func (l *Listener) handle(nc net.Conn) {
 		delete(l.conns, e)
 		l.mu.Unlock()
 	}()
-	l.run(sess)
+	l.run(sess, nc, c.Log)
 }
 
-// run is the one place a session's dialogue is called from: the place to
-// contain a panic in one session so it cannot end the process.
-func (l *Listener) run(sess Session) {
+// open starts the protocol's session. A panic there (identifying a
+// local client, say) is contained like one in Serve, but there is no
+// session yet to say goodbye: the connection is closed.
+func (l *Listener) open(nc net.Conn, c Conn) (sess Session) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.Log.Error("panic", "in", "open", "err", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if l.cfg.Panics != nil {
+				l.cfg.Panics.Inc()
+			}
+			nc.Close()
+			sess = nil
+		}
+	}()
+	return l.h.Open(nc, c)
+}
+
+// goodbyeTimeout bounds the goodbye written after a session panicked.
+const goodbyeTimeout = 5 * time.Second
+
+// run is the one place a session's dialogue is called from, and so the
+// place where a panic in one session is contained: without it, one nil
+// dereference in one dialogue would end every listener and all delivery.
+// The panicking session's client is told (Session.Goodbye) and cut off;
+// every other session goes on.
+func (l *Listener) run(sess Session, nc net.Conn, log *slog.Logger) {
+	defer func() {
+		if v := recover(); v != nil {
+			l.panicked(sess, nc, log, v, debug.Stack())
+		}
+	}()
 	sess.Serve()
+}
+
+// panicked logs a session's panic as one line (the stack in one
+// attribute, so the line stays whole in JSON and text logs), counts it,
+// says the protocol's goodbye and closes the connection.
+func (l *Listener) panicked(sess Session, nc net.Conn, log *slog.Logger, v any, stack []byte) {
+	log.Error("panic", "err", fmt.Sprint(v), "stack", string(stack))
+	if l.cfg.Panics != nil {
+		l.cfg.Panics.Inc()
+	}
+	defer nc.Close()
+	defer func() {
+		// A goodbye that panics in turn is logged, not repeated.
+		if v := recover(); v != nil {
+			log.Error("panic", "in", "goodbye", "err", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	nc.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+	sess.Goodbye()
 }
 
 func (l *Listener) refuse(nc net.Conn, id, rule string, log *slog.Logger) {
 	nc.SetDeadline(time.Now().Add(refuseTimeout))
 	r := l.h.Refuse(nc, id, rule)
-	nc.Close()
 	attrs := []any{"remote", nc.RemoteAddr().String(), "rule", rule, "line", r.Line}
 	if r.Code != 0 {
 		attrs = append(attrs, "code", r.Code, "enhanced", r.Enhanced)
 	}
+	// Logged before the close, so the line exists once the client sees
+	// the connection end.
 	log.Warn("connect.refused", attrs...)
+	nc.Close()
 }
 
 // ClientKey is what the per-client limit counts: an IPv4 address, or the

@@ -53,8 +53,10 @@ func (s *syncBuffer) countLines(parts ...string) int {
 // echoHandler greets with "HELLO <id>", echoes lines, says "BYE shutdown"
 // when told to shut down while idle, and records stress notices.
 type echoHandler struct {
-	stressed atomic.Int32
-	opened   atomic.Int32
+	stressed  atomic.Int32
+	opened    atomic.Int32
+	goodbyes  atomic.Int32
+	panicOpen atomic.Bool // Open panics
 }
 
 func (h *echoHandler) Refuse(nc net.Conn, id, rule string) Reply {
@@ -64,6 +66,9 @@ func (h *echoHandler) Refuse(nc net.Conn, id, rule string) Reply {
 }
 
 func (h *echoHandler) Open(nc net.Conn, c Conn) Session {
+	if h.panicOpen.Load() {
+		panic("open failed")
+	}
 	h.opened.Add(1)
 	return &echoSession{h: h, nc: nc, c: c}
 }
@@ -75,8 +80,14 @@ type echoSession struct {
 	closing atomic.Bool
 }
 
+// Serve closes the connection on return, not in a deferred call, as
+// Session requires: after a panic Goodbye still has it open.
 func (s *echoSession) Serve() {
-	defer s.nc.Close()
+	s.serve()
+	s.nc.Close()
+}
+
+func (s *echoSession) serve() {
 	io.WriteString(s.nc, "HELLO "+s.c.ID+"\r\n")
 	br := bufio.NewReader(s.nc)
 	for {
@@ -92,8 +103,17 @@ func (s *echoSession) Serve() {
 			}
 			return
 		}
+		if line == "PANIC\r\n" {
+			var m map[string]int
+			m["boom"]++ // a nil map write: a real runtime panic
+		}
 		io.WriteString(s.nc, line)
 	}
+}
+
+func (s *echoSession) Goodbye() {
+	s.h.goodbyes.Add(1)
+	io.WriteString(s.nc, "BYE internal error ("+s.c.ID+")\r\n")
 }
 
 func (s *echoSession) Shutdown() {
@@ -382,6 +402,7 @@ func (s stubborn) Serve() {
 	s.nc.Close()
 }
 func (s stubborn) Shutdown() {}
+func (s stubborn) Goodbye()  {}
 
 // flakyListener fails Accept with EMFILE a few times, then delegates.
 type flakyListener struct {

@@ -20,6 +20,7 @@ type Metrics struct {
 	Commands      *prometheus.CounterVec // listener, command
 	Accepted      *prometheus.CounterVec // listener
 	Rejected      *prometheus.CounterVec // rule
+	Panics        *prometheus.CounterVec // where: smtp, pop3
 	Deliveries    *prometheus.CounterVec // kind (local, remote), result
 	AcceptedBytes prometheus.Counter
 }
@@ -51,11 +52,14 @@ func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_rejections_total", Help: "Rejections, by the rule that decided.",
 		}, []string{"rule"}),
+		Panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_panics_total", Help: "Sessions ended by an internal error (a contained panic), by where it happened.",
+		}, []string{"where"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_deliveries_total", Help: "Delivery attempts per recipient, by kind and result.",
 		}, []string{"kind", "result"}),
 	}
-	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries,
+	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Panics, m.Deliveries,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_messages", Help: "Messages in the queue."}, queueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_bytes", Help: "Bytes in the queue."}, queueBytes),
 		collectors.NewGoCollector(),

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/netip"
 	"sync/atomic"
 
 	"kanmon/internal/address"
@@ -36,9 +37,33 @@ type Directory interface {
 // MailCheck is one check of the MAIL FROM stage.
 type MailCheck func(e *Engine, s *Session, from address.Addr) (Verdict, bool)
 
+// Recipient is one RCPT TO being checked, with what the checks have
+// learnt about it so far, so each fact is established once per
+// recipient: the class before any check runs, the relay verdict by
+// CheckRelay, the receiving account by CheckLocalRecipient.
+type Recipient struct {
+	Addr  address.Addr
+	Class RcptClass
+	// Relay is the relay rule's verdict; the zero Verdict (not yet
+	// decided) refuses, so a list without CheckRelay fails closed.
+	Relay Verdict
+	// Account is the account receiving a local recipient ("" until
+	// CheckLocalRecipient found it, and for other classes).
+	Account string
+}
+
 // RcptCheck is one check of the RCPT TO stage. It returns the verdict and
-// whether it decided (false lets the next check run).
-type RcptCheck func(e *Engine, s *Session, rcpt address.Addr) (Verdict, bool)
+// whether it decided (false lets the next check run); it may record what
+// it learnt in r for the checks after it.
+type RcptCheck func(e *Engine, s *Session, r *Recipient) (Verdict, bool)
+
+// RcptVerdict is the outcome of the RCPT stage and what was learnt on the
+// way: the recipient's class and, for a local one, its account.
+type RcptVerdict struct {
+	Verdict
+	Class   RcptClass
+	Account string
+}
 
 // Engine runs the checks of each SMTP stage in order; the first check
 // that decides wins. Adding a check is one function and one line in a list.
@@ -48,6 +73,9 @@ type Engine struct {
 	RejectForgedLocalSender bool
 	// Mailboxes answers the quota check; nil means no mailbox quotas.
 	Mailboxes Mailboxes
+	// Clients holds the relay rule's configured inputs (trusted
+	// networks, POP-before-SMTP); see ClientOf.
+	Clients Clients
 
 	MailChecks []MailCheck
 	RcptChecks []RcptCheck
@@ -81,21 +109,34 @@ func (e *Engine) Mail(s *Session, from address.Addr) Verdict {
 	return Verdict{Accept: true, Rule: "mail.ok", Code: 250, Enhanced: "2.1.0", Reason: "sender OK"}
 }
 
-// Rcpt runs the RCPT TO checks. On acceptance of a local recipient the
-// verdict's Rule is "rcpt.local" and account is the receiving account.
-func (e *Engine) Rcpt(s *Session, rcpt address.Addr) (Verdict, string) {
+// ClientOf establishes the relay facts of a client (Clients.ClientOf).
+func (e *Engine) ClientOf(ip netip.Addr, listener, authUser string) Client {
+	return e.Clients.ClientOf(ip, listener, authUser)
+}
+
+// Rcpt runs the RCPT TO checks; the first that decides wins. An accepted
+// local recipient gets rule "rcpt.local" and its account; any other
+// accepted recipient the relay rule's own rule ("relay.authenticated",
+// "relay.relay_domain", ...). If a check that establishes a fact was left
+// out of the list, the recipient is refused (temporarily), never waved
+// through.
+func (e *Engine) Rcpt(s *Session, rcpt address.Addr) RcptVerdict {
+	r := &Recipient{Addr: rcpt, Class: e.Domains().Classify(rcpt)}
 	for _, c := range e.RcptChecks {
-		if v, decided := c(e, s, rcpt); decided {
-			return v, ""
+		if v, decided := c(e, s, r); decided {
+			return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account}
 		}
 	}
-	if e.Domains().Classify(rcpt) == RcptLocal {
-		account, _ := e.Dir.Resolve(rcpt.Local + "@" + rcpt.Domain)
-		return Verdict{Accept: true, Rule: "rcpt.local", Code: 250, Enhanced: "2.1.5", Reason: "recipient OK"}, account
+	if !r.Relay.Accept || r.Class == RcptLocal && r.Account == "" {
+		// A check that establishes one of these facts is missing from
+		// the list: fail closed.
+		return RcptVerdict{Verdict: Rejected("policy.incomplete", 451, "4.3.0", "local error in processing, try again later"), Class: r.Class}
 	}
-	v := RelayRule(s.Client, e.Domains(), rcpt)
-	v.Code, v.Enhanced, v.Reason = 250, "2.1.5", "recipient OK"
-	return v, ""
+	v := Verdict{Accept: true, Rule: r.Relay.Rule, Code: 250, Enhanced: "2.1.5", Reason: "recipient OK"}
+	if r.Class == RcptLocal {
+		v.Rule = "rcpt.local"
+	}
+	return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account}
 }
 
 // CheckAuthRequired: the submission and smtps listeners accept mail only
@@ -137,21 +178,24 @@ func CheckForgedLocalSender(e *Engine, s *Session, from address.Addr) (Verdict, 
 	return Verdict{}, false
 }
 
-// CheckRelay applies the relay rule (relay.go) and decides only when it
-// refuses.
-func CheckRelay(e *Engine, s *Session, rcpt address.Addr) (Verdict, bool) {
-	v := RelayRule(s.Client, e.Domains(), rcpt)
-	return v, !v.Accept
+// CheckRelay applies the relay rule (relay.go), records its verdict for
+// the stage's outcome, and decides only when it refuses.
+func CheckRelay(e *Engine, s *Session, r *Recipient) (Verdict, bool) {
+	r.Relay = RelayRule(s.Client, e.Domains(), r.Addr)
+	return r.Relay, !r.Relay.Accept
 }
 
 // CheckLocalRecipient refuses unknown local recipients at RCPT (law 3:
-// never accept and bounce later).
-func CheckLocalRecipient(e *Engine, s *Session, rcpt address.Addr) (Verdict, bool) {
-	if e.Domains().Classify(rcpt) != RcptLocal {
+// never accept and bounce later) and records the receiving account of a
+// known one (aliases resolved).
+func CheckLocalRecipient(e *Engine, s *Session, r *Recipient) (Verdict, bool) {
+	if r.Class != RcptLocal {
 		return Verdict{}, false
 	}
-	if _, ok := e.Dir.Resolve(rcpt.Local + "@" + rcpt.Domain); !ok {
-		return Rejected("rcpt.unknown", 550, "5.1.1", "<"+rcpt.String()+">: no such user here"), true
+	account, ok := e.Dir.Resolve(r.Addr.Local + "@" + r.Addr.Domain)
+	if !ok {
+		return Rejected("rcpt.unknown", 550, "5.1.1", "<"+r.Addr.String()+">: no such user here"), true
 	}
+	r.Account = account
 	return Verdict{}, false
 }

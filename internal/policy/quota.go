@@ -1,7 +1,5 @@
 package policy
 
-import "kanmon/internal/address"
-
 // Mailboxes answers the mailbox quota questions (directory.Mailboxes).
 type Mailboxes interface {
 	// Quota returns the account's mailbox quota in octets; 0 means none.
@@ -22,12 +20,10 @@ type Mailboxes interface {
 // quota. Without SIZE= a message is accepted while the mailbox is below
 // its quota, so a mailbox can end up over its quota by at most one
 // message per transaction in flight (max_message_size each).
-func CheckMailboxQuota(e *Engine, s *Session, rcpt address.Addr) (Verdict, bool) {
-	if e.Mailboxes == nil || e.Domains().Classify(rcpt) != RcptLocal {
-		return Verdict{}, false
-	}
-	account, ok := e.Dir.Resolve(rcpt.Local + "@" + rcpt.Domain)
-	if !ok {
+func CheckMailboxQuota(e *Engine, s *Session, r *Recipient) (Verdict, bool) {
+	// The account is CheckLocalRecipient's: the directory is asked once.
+	account := r.Account
+	if e.Mailboxes == nil || r.Class != RcptLocal || account == "" {
 		return Verdict{}, false
 	}
 	quota := e.Mailboxes.Quota(account)
@@ -43,7 +39,7 @@ func CheckMailboxQuota(e *Engine, s *Session, rcpt address.Addr) (Verdict, bool)
 	if used >= quota || s.Size > 0 && used+s.Size > quota {
 		// The reply says nothing of the figures: a stranger learns only
 		// that the mailbox is full, which the sender needs to know.
-		return Rejected("rcpt.mailbox_full", 452, "4.2.2", "<"+rcpt.String()+">: mailbox full, try again later"), true
+		return Rejected("rcpt.mailbox_full", 452, "4.2.2", "<"+r.Addr.String()+">: mailbox full, try again later"), true
 	}
 	return Verdict{}, false
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/netip"
 	"slices"
 
 	"kanmon/internal/address"
@@ -16,6 +17,50 @@ type Client struct {
 	Authenticated bool // SMTP AUTH succeeded in this session
 	Trusted       bool // client address is in a configured trusted network
 	PopBeforeSMTP bool // client address recently logged in over POP3 (when enabled)
+}
+
+// PopBefore answers whether an address recently logged in over POP3
+// (internal/popbefore).
+type PopBefore interface {
+	Allowed(ip netip.Addr) bool
+}
+
+// Clients is everything a Client is computed from besides the session's
+// own facts: the configured trusted networks and POP-before-SMTP. The
+// zero value trusts nobody and has POP-before-SMTP off (law 7).
+type Clients struct {
+	// Trusted are the trusted_networks, already parsed and masked; an
+	// IPv4 network is written as IPv4 (config turns ::ffff:a.b.c.d/n
+	// into a.b.c.d/(n-96)).
+	Trusted []netip.Prefix
+	// PopBefore, when not nil, grants relay to addresses that logged in
+	// over POP3 recently (pop3.pop_before_smtp).
+	PopBefore PopBefore
+	// PopBeforeOnMX extends POP-before-SMTP to the MX listener
+	// (pop3.pop_before_smtp_on_mx); without it only submission, smtps
+	// and the local socket honour it.
+	PopBeforeOnMX bool
+}
+
+// ClientOf establishes what the relay rule may know about a client: its
+// address ip as the socket gave it (invalid for the local socket), the
+// listener role it came in on, and the account it authenticated as (""
+// when none). Nothing the client said is an input.
+func (cs Clients) ClientOf(ip netip.Addr, listener, authUser string) Client {
+	ip = ip.Unmap()
+	c := Client{Authenticated: authUser != ""}
+	if ip.IsValid() {
+		for _, p := range cs.Trusted {
+			if p.Contains(ip) {
+				c.Trusted = true
+				break
+			}
+		}
+		if cs.PopBefore != nil && (listener != ListenerMX || cs.PopBeforeOnMX) {
+			c.PopBeforeSMTP = cs.PopBefore.Allowed(ip)
+		}
+	}
+	return c
 }
 
 // Domains is the configured domain data. Keys are in the canonical form

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"net/netip"
 	"reflect"
 	"testing"
 
@@ -225,5 +226,58 @@ func TestRelayRuleNullRecipient(t *testing.T) {
 	v := policy.RelayRule(policy.Client{Authenticated: true}, testDomains, address.Addr{})
 	if v.Accept {
 		t.Errorf("null recipient accepted: %v", v)
+	}
+}
+
+// popSet is a POP-before-SMTP registry with fixed addresses.
+type popSet map[netip.Addr]bool
+
+func (p popSet) Allowed(ip netip.Addr) bool { return p[ip] }
+
+// TestClientOfRelayInputs: the relay rule's configured inputs (trusted
+// networks, POP-before-SMTP and its MX exception) computed by ClientOf,
+// then the rule itself, for a foreign and a local recipient.
+func TestClientOfRelayInputs(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/48")}
+	pop := popSet{netip.MustParseAddr("198.51.100.7"): true}
+	tests := []struct {
+		name     string
+		clients  policy.Clients
+		ip       string // "" = the local socket (no address)
+		listener string
+		authUser string
+		rule     string // the relay rule's verdict for a foreign recipient
+	}{
+		{"trusted network", policy.Clients{Trusted: trusted}, "192.0.2.9", policy.ListenerMX, "", "relay.trusted_network"},
+		{"trusted network, IPv4-mapped client", policy.Clients{Trusted: trusted}, "::ffff:192.0.2.9", policy.ListenerMX, "", "relay.trusted_network"},
+		{"trusted IPv6 network", policy.Clients{Trusted: trusted}, "2001:db8:0:7::1", policy.ListenerSubmission, "", "relay.trusted_network"},
+		{"next to a trusted network", policy.Clients{Trusted: trusted}, "192.0.3.1", policy.ListenerMX, "", "relay.denied"},
+		{"loopback not trusted unless listed", policy.Clients{Trusted: trusted}, "127.0.0.1", policy.ListenerMX, "", "relay.denied"},
+		{"no trusted networks", policy.Clients{}, "192.0.2.9", policy.ListenerMX, "", "relay.denied"},
+		{"pop-before on submission", policy.Clients{PopBefore: pop}, "198.51.100.7", policy.ListenerSubmission, "", "relay.pop_before_smtp"},
+		{"pop-before on MX without the exception", policy.Clients{PopBefore: pop}, "198.51.100.7", policy.ListenerMX, "", "relay.denied"},
+		{"pop-before on MX with the exception", policy.Clients{PopBefore: pop, PopBeforeOnMX: true}, "198.51.100.7", policy.ListenerMX, "", "relay.pop_before_smtp"},
+		{"pop-before, IPv4-mapped client", policy.Clients{PopBefore: pop}, "::ffff:198.51.100.7", policy.ListenerSubmission, "", "relay.pop_before_smtp"},
+		{"pop-before, other address", policy.Clients{PopBefore: pop, PopBeforeOnMX: true}, "198.51.100.8", policy.ListenerMX, "", "relay.denied"},
+		{"pop-before off", policy.Clients{PopBeforeOnMX: true}, "198.51.100.7", policy.ListenerMX, "", "relay.denied"},
+		{"authenticated", policy.Clients{}, "203.0.113.1", policy.ListenerSubmission, "alice@example.org", "relay.authenticated"},
+		{"local socket, identified", policy.Clients{Trusted: trusted}, "", policy.ListenerLocal, "root@example.org", "relay.authenticated"},
+		{"local socket, nobody", policy.Clients{Trusted: trusted, PopBefore: pop}, "", policy.ListenerLocal, "", "relay.denied"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var ip netip.Addr
+			if tc.ip != "" {
+				ip = netip.MustParseAddr(tc.ip)
+			}
+			c := tc.clients.ClientOf(ip, tc.listener, tc.authUser)
+			v := policy.RelayRule(c, testDomains, mustParse(t, remoteRcpt))
+			if v.Rule != tc.rule {
+				t.Errorf("client %+v: foreign recipient gets %v, want %s", c, v, tc.rule)
+			}
+			if v := policy.RelayRule(c, testDomains, mustParse(t, localRcpt)); v.Rule != "relay.local" {
+				t.Errorf("client %+v: local recipient gets %v, want relay.local", c, v)
+			}
+		})
 	}
 }

@@ -6,6 +6,9 @@
 // SECURITY: policy functions trust only facts established by the server
 // (authentication state, the client's network address, the configured
 // domain lists). Nothing the client says in HELO or MAIL FROM grants relay.
+// The relay rule and every one of its inputs live in relay.go: ClientOf
+// turns the socket's address, the listener and the authenticated account
+// into a Client, against the trusted networks and POP-before-SMTP.
 package policy
 
 import "fmt"

@@ -58,6 +58,9 @@ type Config struct {
 	PopBefore *popbefore.Registry
 	// Listener names the listener in logs: "pop3" or "pop3s".
 	Listener string
+	// Panics, when set, counts sessions ended by a contained panic
+	// (kanmon_panics_total{where="pop3"}).
+	Panics listener.Counter
 }
 
 // Defaults for zero Config fields.
@@ -148,6 +151,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	// reach it.
 	l := listener.New(listener.Config{
 		Name: s.cfg.Listener, MaxConns: s.cfg.MaxConns, MaxConnsPerClient: s.cfg.MaxConnsPerIP, Logger: s.log,
+		Panics: s.cfg.Panics,
 	}, handler{s})
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -214,6 +218,10 @@ func (p popSession) Serve() { p.s.serve() }
 // Shutdown ends a session not logged in at once (-ERR [SYS/TEMP]); a
 // logged-in one goes on until QUIT or the drain deadline.
 func (p popSession) Shutdown() { p.s.interrupt() }
+
+// Goodbye: after a panic the client gets -ERR [SYS/TEMP] and the
+// connection ends.
+func (p popSession) Goodbye() { p.s.goodbye() }
 
 // Mailbox locks are process-wide, so a POP3 and a POP3S Server (or two
 // Servers of any kind) never open one mailbox twice.

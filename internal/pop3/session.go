@@ -92,14 +92,36 @@ func tlsDesc(st tls.ConnectionState) string {
 	return tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 }
 
+// serve runs the dialogue and closes the connection. The mailbox lock
+// is released in any case (deferred), but the close is not deferred:
+// after a panic the listener has the client told (goodbye) over the open
+// connection, then closes it.
 func (s *session) serve() {
 	defer s.cancel()
 	defer func() {
 		if s.lockKey != "" {
 			unlockMailbox(s.lockKey, s.id)
 		}
-		s.conn.Close()
 	}()
+	s.dialogue()
+	s.conn.Close()
+}
+
+// goodbye answers a session that panicked (listener.Session.Goodbye):
+// replies still buffered are dropped, the client gets -ERR [SYS/TEMP]
+// with the connection id, and nothing it marked for deletion is deleted.
+func (s *session) goodbye() {
+	line := "-ERR [SYS/TEMP] Internal error, closing connection (" + s.id + ")"
+	s.log.Info("reply", "line", line)
+	s.bw.Reset(s.conn)
+	s.bw.WriteString(line + "\r\n")
+	s.bw.Flush()
+	s.conn.Close()
+}
+
+// dialogue greets the client and serves its commands until the session
+// ends.
+func (s *session) dialogue() {
 	s.log.Info("connect", "remote", s.raw.RemoteAddr().String())
 	reason := "quit"
 	if tc, ok := s.raw.(*tls.Conn); ok {

@@ -102,7 +102,16 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.pol = policy.NewEngine(s.domains(), s.dir, cfg.Policy.RejectForgedLocalSender)
 	s.pol.Mailboxes = directory.NewMailboxes(s.dir, cfg.MailRoot(), int64(cfg.Limits.MailboxQuota))
-	remote, err := newRemote(cfg)
+	s.pol.Clients = policy.Clients{Trusted: cfg.Trusted, PopBeforeOnMX: cfg.POP3.PopBeforeSMTPOnMX}
+	if s.popb != nil {
+		s.pol.Clients.PopBefore = s.popb
+	}
+	for _, w := range cfg.WarningLines() {
+		log.Warn("config", "warning", w)
+	}
+	// The one resolver (law 6): delivery now, the inbound checks next.
+	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
+	remote, err := newRemote(cfg, resolver)
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +127,10 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 // newRemote builds remote delivery from the [delivery] settings. The
 // smarthost password is read from its file here and kept in memory only.
-func newRemote(cfg *config.Config) (*delivery.Remote, error) {
+func newRemote(cfg *config.Config, resolver dnsresolve.Resolver) (*delivery.Remote, error) {
 	d := cfg.Delivery
 	r := &delivery.Remote{
-		Resolver: dnsresolve.New(d.DNSServer), HeloName: d.HeloName, Routes: map[string]string{},
+		Resolver: resolver, HeloName: d.HeloName, Routes: map[string]string{},
 		Smarthost: d.Smarthost, SmarthostUser: d.SmarthostUser, TransactionTimeout: d.TransactionTimeout.Duration,
 	}
 	if r.HeloName == "" {
@@ -196,12 +205,8 @@ func (s *Server) Run(ctx context.Context) error {
 	cfg := s.cfg
 	var tlsCfg = s.tlsConfig()
 	deps := smtpd.Deps{
-		Config: cfg, Dir: s.dir, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
-		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue, PopBeforeOnMX: cfg.POP3.PopBeforeSMTPOnMX,
-		LocalIdentity: s.localIdentity,
-	}
-	if s.popb != nil {
-		deps.PopBefore = s.popb
+		Config: cfg, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
+		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue, LocalIdentity: s.localIdentity,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}
@@ -210,7 +215,7 @@ func (s *Server) Run(ctx context.Context) error {
 			Hostname: cfg.Hostname, TLS: tlsCfg, AllowPlaintextAuth: cfg.POP3.AllowPlaintextAuth,
 			IdleTimeout: cfg.POP3.IdleTimeout.Duration, MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
 			MaxConns: cfg.MaxConnectionsFor(name), MailRoot: cfg.MailRoot(), Auth: s.auth, Logger: s.log,
-			PopBefore: s.popb, Listener: name,
+			PopBefore: s.popb, Listener: name, Panics: s.met.Panics.WithLabelValues("pop3"),
 		}
 	}
 	if cfg.Listeners.POP3 != "" {

@@ -4,6 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"strconv"
+	"time"
+
+	"kanmon/internal/queue"
 )
 
 type dataResult struct {
@@ -139,5 +143,136 @@ func (c *conn) finishHeader(res *dataResult, h []byte) {
 			v = v[:250]
 		}
 		res.messageID = string(v)
+	}
+}
+
+func (c *conn) origin() queue.Origin {
+	cl := c.client()
+	switch {
+	case cl.Authenticated:
+		return queue.OriginAuthenticated
+	case cl.Trusted:
+		return queue.OriginTrusted
+	case cl.PopBeforeSMTP:
+		return queue.OriginPopBeforeSMTP
+	}
+	return queue.OriginInbound
+}
+
+func (c *conn) cmdData(arg string) error {
+	if arg != "" {
+		c.reject("protocol.syntax", 501, "5.5.4", "DATA takes no argument")
+		return c.tooManyErrors()
+	}
+	if !c.inMail {
+		c.reject("protocol.sequence", 503, "5.5.1", "send MAIL first")
+		return c.tooManyErrors()
+	}
+	if len(c.rcpts) == 0 {
+		c.reject("protocol.sequence", 554, "5.5.1", "no valid recipients")
+		return c.tooManyErrors()
+	}
+	if err := c.s.d.Spool.CheckSpace(0); err != nil {
+		c.reject("queue.full", 452, "4.3.1", "insufficient system storage, try again later", "err", err.Error())
+		c.resetTx()
+		return c.tooManyErrors()
+	}
+	env := queue.Envelope{
+		From: c.from.String(), Received: time.Now().UTC(), Origin: c.origin(), AuthUser: c.authUser,
+		ClientIP: c.clientIP(), ConnID: c.id, Listener: string(c.role), SMTPUTF8: c.smtputf8, Body8Bit: c.body8bit,
+	}
+	if c.from.IsNull() {
+		env.From = ""
+	}
+	for _, r := range c.rcpts {
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.addr.String(), Account: r.account})
+	}
+	w, err := c.s.d.Spool.Create(env)
+	if err != nil {
+		code, enh, reason := 451, "4.3.0", "local error in processing, try again later"
+		if queue.IsNoSpace(err) {
+			code, enh, reason = 452, "4.3.1", "insufficient system storage, try again later"
+		}
+		c.reject("queue.error", code, enh, reason, "err", err.Error())
+		c.resetTx()
+		return c.tooManyErrors()
+	}
+	// Whatever ends this transfer, even a panic, gives the file and its
+	// place in the queue's bounds back; after Commit it does nothing.
+	defer w.Abort()
+	c.reply(354, "", "end data with <CR><LF>.<CR><LF>")
+	c.inTx.Store(true)
+	defer c.inTx.Store(false)
+	if err := c.flush(); err != nil {
+		w.Abort()
+		return err
+	}
+	_, dataTimeout := c.cfgLimits()
+	c.nc.SetReadDeadline(time.Now().Add(dataTimeout))
+
+	w.Write(c.receivedHeader(w.ID()))
+	res := c.readData(w)
+	if res.ioErr != nil {
+		// The client is gone or too slow: nothing was acknowledged.
+		w.Abort()
+		c.resetTx()
+		return res.ioErr
+	}
+	c.finishData(w, env, res)
+	c.resetTx()
+	return c.tooManyErrors()
+}
+
+// clientIP is the client address recorded in the envelope ("local" for
+// the sendmail socket).
+func (c *conn) clientIP() string {
+	if c.role == RoleLocal {
+		return "local"
+	}
+	return c.ip.String()
+}
+
+// finishData gives the verdict on a message read to its end: refused for
+// its content or size, or committed to the queue and acknowledged (law 1:
+// "250" only once it is on disk).
+func (c *conn) finishData(w *queue.Writer, env queue.Envelope, res dataResult) {
+	switch {
+	case res.nul:
+		w.Abort()
+		c.reject("data.nul", 554, "5.6.0", "NUL character in message: not allowed in Internet mail (RFC 5322)")
+	case res.bareLF:
+		w.Abort()
+		c.reject("data.bare_lf", 554, "5.5.2", "bare CR or LF in message: SMTP requires CRLF line endings")
+	case res.tooBig:
+		w.Abort()
+		c.reject("limit.message_size", 552, "5.3.4", "message too big: the limit is "+strconv.FormatInt(int64(c.s.cfg.Limits.MaxMessageSize), 10)+" octets")
+	case res.longLine:
+		w.Abort()
+		c.reject("limit.data_line_length", 500, "5.5.2", "a line of the message is longer than "+strconv.Itoa(c.s.cfg.Limits.MaxDataLineLength)+" octets")
+	default:
+		if err := w.Commit(); err != nil {
+			code, enh, reason := 451, "4.3.0", "local error in processing, try again later"
+			if queue.IsNoSpace(err) {
+				code, enh, reason = 452, "4.3.1", "insufficient system storage, try again later"
+			}
+			c.reject("queue.error", code, enh, reason, "err", err.Error())
+			return
+		}
+		c.messages++
+		for _, r := range c.rcpts {
+			c.s.d.Policy.Charge(r.account, w.Size())
+		}
+		c.s.d.Metrics.Accepted.WithLabelValues(string(c.role)).Inc()
+		c.s.d.Metrics.AcceptedBytes.Add(float64(w.Size()))
+		rcpts := make([]string, len(env.Recipients))
+		for i, r := range env.Recipients {
+			rcpts[i] = r.Addr
+		}
+		c.log.Info("queued", "queue_id", w.ID(), "from", env.From, "rcpts", rcpts, "size", w.Size(),
+			"message_id", res.messageID, "origin", string(env.Origin))
+		c.reply(250, "2.0.0", "OK queued as "+w.ID())
+		if c.s.d.Queued != nil {
+			c.s.d.Queued(w.ID())
+		}
 	}
 }

@@ -46,6 +46,7 @@ func (s *syncBuffer) String() string {
 
 type testServer struct {
 	srv    *Server
+	db     *directory.DB
 	spool  *queue.Spool
 	addrs  map[Role]string
 	logs   *syncBuffer
@@ -104,9 +105,10 @@ func newTestServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	}
 	pol := policy.NewEngine(domains, db, cfg.Policy.RejectForgedLocalSender)
 	pol.Mailboxes = directory.NewMailboxes(db, cfg.MailRoot(), int64(cfg.Limits.MailboxQuota))
-	ts := &testServer{spool: spool, addrs: map[Role]string{}, logs: logs, queued: make(chan string, 100), tls: certs.Config()}
+	pol.Clients = policy.Clients{Trusted: cfg.Trusted}
+	ts := &testServer{db: db, spool: spool, addrs: map[Role]string{}, logs: logs, queued: make(chan string, 100), tls: certs.Config()}
 	ts.srv = New(Deps{
-		Config: cfg, Dir: db, Auth: auth.New(db, auth.NewThrottle(auth.ThrottleConfig{Window: time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: time.Millisecond})), Spool: spool,
+		Config: cfg, Auth: auth.New(db, auth.NewThrottle(auth.ThrottleConfig{Window: time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: time.Millisecond})), Spool: spool,
 		Policy: pol,
 		TLS:    certs.Config(), Logger: logging.New(logs, "json", slog.LevelInfo),
 		Metrics: metrics.New(func() float64 { return 0 }, func() float64 { return 0 }),

@@ -17,7 +17,7 @@ import (
 // must not reach alice and U+212A KELVIN SIGN must not reach k.
 func TestRcptLocalPartFoldsASCIIOnly(t *testing.T) {
 	ts := newTestServer(t, nil)
-	if err := ts.srv.d.Dir.AddUser(context.Background(), "k@example.org", "x"); err != nil {
+	if err := ts.db.AddUser(context.Background(), "k@example.org", "x"); err != nil {
 		t.Fatal(err)
 	}
 	cl := ts.dial(t, RoleMX)
@@ -97,7 +97,7 @@ func TestRcptMailboxQuota(t *testing.T) {
 
 	// At quota (an account's own quota, equal to its usage): refused
 	// whatever the size.
-	if err := ts.srv.d.Dir.SetQuota(ctx, "alice@example.org", 1500); err != nil {
+	if err := ts.db.SetQuota(ctx, "alice@example.org", 1500); err != nil {
 		t.Fatal(err)
 	}
 	cl.cmd("MAIL FROM:<a@remote.test>", "250 2.1.0")
@@ -105,7 +105,7 @@ func TestRcptMailboxQuota(t *testing.T) {
 	cl.cmd("RSET", "250 2.0.0")
 
 	// An account's own quota: 0 is none.
-	if err := ts.srv.d.Dir.SetQuota(ctx, "alice@example.org", 0); err != nil {
+	if err := ts.db.SetQuota(ctx, "alice@example.org", 0); err != nil {
 		t.Fatal(err)
 	}
 	cl.cmd("MAIL FROM:<a@remote.test> SIZE=100000", "250 2.1.0")
@@ -114,7 +114,7 @@ func TestRcptMailboxQuota(t *testing.T) {
 
 	// Accepted mail counts before it is delivered (well within the usage
 	// cache's period, so no scan would have seen it).
-	if err := ts.srv.d.Dir.SetQuota(ctx, "bob@example.org", 1000); err != nil {
+	if err := ts.db.SetQuota(ctx, "bob@example.org", 1000); err != nil {
 		t.Fatal(err)
 	}
 	sendMessage(cl, "a@remote.test", []string{"bob@example.org"}, "Subject: big\r\n\r\n"+strings.Repeat("y", 1200)+"\r\n")

@@ -29,13 +29,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
-	"kanmon/internal/directory"
 	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
@@ -60,24 +58,17 @@ const (
 // may send as through the local socket; address "" refuses the user.
 type LocalIdentity func(uid uint32) (user, address string)
 
-// PopBefore answers whether an address recently logged in over POP3.
-type PopBefore interface {
-	Allowed(ip netip.Addr) bool
-}
-
 // Deps are the services a Server uses.
 type Deps struct {
-	Config    *config.Config
-	Dir       *directory.DB
-	Auth      *auth.Authenticator
-	Spool     *queue.Spool
-	Policy    *policy.Engine
-	TLS       *tls.Config // nil: no STARTTLS, no AUTH
-	Logger    *slog.Logger
-	Metrics   *metrics.Metrics
-	PopBefore PopBefore // nil when POP-before-SMTP is off
-	// PopBeforeOnMX lets POP-before-SMTP clients relay through MX too.
-	PopBeforeOnMX bool
+	Config *config.Config
+	Auth   *auth.Authenticator
+	Spool  *queue.Spool
+	// Policy decides MAIL and RCPT, and establishes the relay facts of
+	// a client (trusted networks, POP-before-SMTP: Engine.Clients).
+	Policy  *policy.Engine
+	TLS     *tls.Config // nil: no STARTTLS, no AUTH
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
 	// LocalIdentity identifies clients of RoleLocal (nil: RoleLocal
 	// refuses everyone).
 	LocalIdentity LocalIdentity
@@ -114,6 +105,7 @@ func (s *Server) Serve(ln net.Listener, role Role) error {
 		Name: string(role), MaxConns: s.cfg.MaxConnectionsFor(key),
 		MaxConnsPerClient: s.cfg.Limits.MaxConnectionsPerIP, StressPercent: s.cfg.Limits.StressThreshold,
 		StressGauge: s.d.Metrics.Stress.WithLabelValues(string(role)), Logger: s.d.Logger,
+		Panics: s.d.Metrics.Panics.WithLabelValues("smtp"),
 	}, handler{s, role})
 	s.mu.Lock()
 	if s.closing {
@@ -167,6 +159,10 @@ func (s session) Serve() {
 
 // Shutdown: an idle session gets 421 4.3.2; one receiving DATA finishes.
 func (s session) Shutdown() { s.c.shutdown() }
+
+// Goodbye: after a panic the client gets 421 4.3.0 and the connection
+// ends; its transaction was not acknowledged, so the sender retries.
+func (s session) Goodbye() { s.c.goodbye() }
 
 // Stress cuts the wait of an idle session to the stress timeout.
 func (s session) Stress() {
