@@ -736,8 +736,8 @@ func (c *conn) cmdData(arg string) error {
 		c.log.Info("queued", "queue_id", w.ID(), "from", env.From, "rcpts", rcpts, "size", w.Size(),
 			"message_id", res.messageID, "origin", string(env.Origin))
 		c.reply(250, "2.0.0", "OK queued as "+w.ID())
-		if c.s.d.Queued != nil {
-			c.s.d.Queued(w.ID())
+		if c.s.d.Scheduler != nil {
+			c.s.d.Scheduler.Enqueue(w.Envelope())
 		}
 	}
 	c.resetTx()

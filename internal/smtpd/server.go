@@ -65,6 +65,13 @@ type PopBefore interface {
 	Allowed(ip netip.Addr) bool
 }
 
+// Scheduler takes a message once it is committed to the queue. It gets
+// the envelope in memory, so it need not read the queue file back to
+// schedule it (internal/scheduler).
+type Scheduler interface {
+	Enqueue(env *queue.Envelope)
+}
+
 // Deps are the services a Server uses.
 type Deps struct {
 	Config    *config.Config
@@ -81,8 +88,8 @@ type Deps struct {
 	// LocalIdentity identifies clients of RoleLocal (nil: RoleLocal
 	// refuses everyone).
 	LocalIdentity LocalIdentity
-	// Queued is told about every committed message (the scheduler).
-	Queued func(id string)
+	// Scheduler is handed every committed message (nil: none is).
+	Scheduler Scheduler
 }
 
 // Server runs the SMTP listeners. Each listener has its own connection
