@@ -35,92 +35,111 @@ type Queue interface {
 //	GET  /queue/show?id=
 //	POST /queue/{flush,hold,release,delete}?id=  (or the filter parameters)
 func QueueHandler(q Queue, log *slog.Logger) http.Handler {
+	api := &queueAPI{q: q, log: log}
 	mux := http.NewServeMux()
-	reply := func(w http.ResponseWriter, code int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(v)
-	}
-	fail := func(w http.ResponseWriter, r *http.Request, code int, text string, err error) {
-		args := []any{"listener", "admin", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
-			"queue_id", r.URL.Query().Get("id"), "code", code, "reply", text}
-		if err != nil {
-			args = append(args, "err", err.Error())
-		}
-		log.Info("admin", args...)
-		reply(w, code, map[string]string{"error": text})
-	}
-	// notFound tells a missing message from a spool that cannot be read.
-	notFound := func(w http.ResponseWriter, r *http.Request, err error) {
-		id := r.URL.Query().Get("id")
-		if errors.Is(err, fs.ErrNotExist) {
-			fail(w, r, http.StatusNotFound, "no such message in the queue", err)
-			return
-		}
-		if id == "" || strings.ContainsAny(id, `/\`) || id[0] == '.' {
-			fail(w, r, http.StatusBadRequest, "not a queue id", err)
-			return
-		}
-		fail(w, r, http.StatusInternalServerError, "the queue could not be read; the server log has the details", err)
-	}
-	mux.HandleFunc("GET /queue/list", func(w http.ResponseWriter, r *http.Request) {
-		f, err := filterFrom(r)
-		if err != nil {
-			fail(w, r, http.StatusBadRequest, err.Error(), nil)
-			return
-		}
-		list, err := q.List(f)
-		if err != nil {
-			fail(w, r, http.StatusInternalServerError, "the queue could not be read; the server log has the details", err)
-			return
-		}
-		reply(w, http.StatusOK, list)
-	})
-	mux.HandleFunc("GET /queue/show", func(w http.ResponseWriter, r *http.Request) {
-		in, err := q.Show(r.URL.Query().Get("id"))
-		if err != nil {
-			notFound(w, r, err)
-			return
-		}
-		reply(w, http.StatusOK, in)
-	})
-	mux.HandleFunc("POST /queue/{op}", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Kanmon-Admin") != "1" {
-			fail(w, r, http.StatusForbidden, "missing X-Kanmon-Admin: 1 header", nil)
-			return
-		}
-		op := scheduler.Op(r.PathValue("op"))
-		switch op {
-		case "flush", "hold", "release", "delete":
-		default:
-			fail(w, r, http.StatusNotFound, fmt.Sprintf("unknown queue operation %q: use flush, hold, release or delete", truncate(string(op), 64)), nil)
-			return
-		}
-		f, err := filterFrom(r)
-		if err != nil {
-			fail(w, r, http.StatusBadRequest, err.Error(), nil)
-			return
-		}
-		id := r.URL.Query().Get("id")
-		if id == "" && f.Empty() && op != "flush" {
-			fail(w, r, http.StatusBadRequest, "a filter needs at least one criterion (or give an id)", nil)
-			return
-		}
-		ids, err := q.Apply(op, id, f)
-		if err != nil && id != "" && len(ids) == 0 {
-			notFound(w, r, err)
-			return
-		}
-		if err != nil {
-			fail(w, r, http.StatusInternalServerError, fmt.Sprintf("%s failed for some messages; the server log has the details", op), err)
-			return
-		}
-		if ids == nil {
-			ids = []string{}
-		}
-		reply(w, http.StatusOK, map[string]any{"op": op, "ids": ids})
-	})
+	mux.HandleFunc("GET /queue/list", api.list)
+	mux.HandleFunc("GET /queue/show", api.show)
+	mux.HandleFunc("POST /queue/{op}", api.change)
 	return mux
+}
+
+// queueAPI serves the /queue/ requests.
+type queueAPI struct {
+	q   Queue
+	log *slog.Logger
+}
+
+func (a *queueAPI) reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// fail answers text and logs one `admin` line with err's details.
+func (a *queueAPI) fail(w http.ResponseWriter, r *http.Request, code int, text string, err error) {
+	args := []any{"listener", "admin", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
+		"queue_id", r.URL.Query().Get("id"), "code", code, "reply", text}
+	if err != nil {
+		args = append(args, "err", err.Error())
+	}
+	a.log.Info("admin", args...)
+	a.reply(w, code, map[string]string{"error": text})
+}
+
+// notFound tells a missing message from a spool that cannot be read.
+func (a *queueAPI) notFound(w http.ResponseWriter, r *http.Request, err error) {
+	id := r.URL.Query().Get("id")
+	if errors.Is(err, fs.ErrNotExist) {
+		a.fail(w, r, http.StatusNotFound, "no such message in the queue", err)
+		return
+	}
+	if id == "" || strings.ContainsAny(id, `/\`) || id[0] == '.' {
+		a.fail(w, r, http.StatusBadRequest, "not a queue id", err)
+		return
+	}
+	a.fail(w, r, http.StatusInternalServerError, "the queue could not be read; the server log has the details", err)
+}
+
+func (a *queueAPI) list(w http.ResponseWriter, r *http.Request) {
+	f, err := filterFrom(r)
+	if err != nil {
+		a.fail(w, r, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	list, err := a.q.List(f)
+	if err != nil {
+		a.fail(w, r, http.StatusInternalServerError, "the queue could not be read; the server log has the details", err)
+		return
+	}
+	a.reply(w, http.StatusOK, list)
+}
+
+func (a *queueAPI) show(w http.ResponseWriter, r *http.Request) {
+	in, err := a.q.Show(r.URL.Query().Get("id"))
+	if err != nil {
+		a.notFound(w, r, err)
+		return
+	}
+	a.reply(w, http.StatusOK, in)
+}
+
+// change runs one of the POST operations (flush, hold, release, delete)
+// by id or filter.
+func (a *queueAPI) change(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Kanmon-Admin") != "1" {
+		a.fail(w, r, http.StatusForbidden, "missing X-Kanmon-Admin: 1 header", nil)
+		return
+	}
+	op := scheduler.Op(r.PathValue("op"))
+	switch op {
+	case "flush", "hold", "release", "delete":
+	default:
+		a.fail(w, r, http.StatusNotFound, fmt.Sprintf("unknown queue operation %q: use flush, hold, release or delete", truncate(string(op), 64)), nil)
+		return
+	}
+	f, err := filterFrom(r)
+	if err != nil {
+		a.fail(w, r, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	id := r.URL.Query().Get("id")
+	if id == "" && f.Empty() && op != "flush" {
+		a.fail(w, r, http.StatusBadRequest, "a filter needs at least one criterion (or give an id)", nil)
+		return
+	}
+	ids, err := a.q.Apply(op, id, f)
+	if err != nil && id != "" && len(ids) == 0 {
+		a.notFound(w, r, err)
+		return
+	}
+	if err != nil {
+		a.fail(w, r, http.StatusInternalServerError, fmt.Sprintf("%s failed for some messages; the server log has the details", op), err)
+		return
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	a.reply(w, http.StatusOK, map[string]any{"op": op, "ids": ids})
 }
 
 func filterFrom(r *http.Request) (scheduler.Filter, error) {

@@ -253,28 +253,7 @@ func (r *Reporter) write(out io.Writer, m *queue.Message, action string, rcpts [
 		return err
 	}
 
-	var ds strings.Builder
-	fmt.Fprintf(&ds, "Reporting-MTA: dns; %s\r\n", host)
-	fmt.Fprintf(&ds, "X-Kanmon-Queue-ID: %s\r\n", env.ID)
-	fmt.Fprintf(&ds, "Arrival-Date: %s\r\n", env.Received.Format(time.RFC1123Z))
-	for _, rc := range rcpts {
-		ds.WriteString("\r\n")
-		fmt.Fprintf(&ds, "Final-Recipient: rfc822; %s\r\n", rc.Addr)
-		fmt.Fprintf(&ds, "Action: %s\r\n", action)
-		fmt.Fprintf(&ds, "Status: %s\r\n", rc.Status)
-		if rc.MX != "" {
-			fmt.Fprintf(&ds, "Remote-MTA: dns; %s\r\n", rc.MX)
-		}
-		if rc.Reply != "" {
-			fmt.Fprintf(&ds, "Diagnostic-Code: smtp; %s\r\n", oneLine(rc.Reply))
-		}
-		if !rc.Last.IsZero() {
-			fmt.Fprintf(&ds, "Last-Attempt-Date: %s\r\n", rc.Last.Format(time.RFC1123Z))
-		}
-		if action == "delayed" && r.Expire > 0 {
-			fmt.Fprintf(&ds, "Will-Retry-Until: %s\r\n", env.Received.Add(r.Expire).Format(time.RFC1123Z))
-		}
-	}
+	ds := r.statusFields(env, action, host, rcpts)
 	var dh message.Header
 	dh.SetContentType("message/delivery-status", nil)
 	dh.Set("Content-Description", "Delivery report")
@@ -293,6 +272,34 @@ func (r *Reporter) write(out io.Writer, m *queue.Message, action string, rcpts [
 		return err
 	}
 	return mw.Close()
+}
+
+// statusFields is the machine-readable part of a report (RFC 3464
+// section 2): per-message fields, then one block per recipient.
+func (r *Reporter) statusFields(env *queue.Envelope, action, host string, rcpts []Rcpt) *strings.Builder {
+	ds := &strings.Builder{}
+	fmt.Fprintf(ds, "Reporting-MTA: dns; %s\r\n", host)
+	fmt.Fprintf(ds, "X-Kanmon-Queue-ID: %s\r\n", env.ID)
+	fmt.Fprintf(ds, "Arrival-Date: %s\r\n", env.Received.Format(time.RFC1123Z))
+	for _, rc := range rcpts {
+		ds.WriteString("\r\n")
+		fmt.Fprintf(ds, "Final-Recipient: rfc822; %s\r\n", rc.Addr)
+		fmt.Fprintf(ds, "Action: %s\r\n", action)
+		fmt.Fprintf(ds, "Status: %s\r\n", rc.Status)
+		if rc.MX != "" {
+			fmt.Fprintf(ds, "Remote-MTA: dns; %s\r\n", rc.MX)
+		}
+		if rc.Reply != "" {
+			fmt.Fprintf(ds, "Diagnostic-Code: smtp; %s\r\n", oneLine(rc.Reply))
+		}
+		if !rc.Last.IsZero() {
+			fmt.Fprintf(ds, "Last-Attempt-Date: %s\r\n", rc.Last.Format(time.RFC1123Z))
+		}
+		if action == "delayed" && r.Expire > 0 {
+			fmt.Fprintf(ds, "Will-Retry-Until: %s\r\n", env.Received.Add(r.Expire).Format(time.RFC1123Z))
+		}
+	}
+	return ds
 }
 
 func writePart(mw *message.Writer, h message.Header, body string) error {
