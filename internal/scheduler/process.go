@@ -161,7 +161,8 @@ func (s *Scheduler) due(p *pass) []group {
 }
 
 // deliverGroup takes the slots a group needs, hands it to its courier and
-// records the results. It returns false when the scheduler is stopping.
+// records the results. It returns false when the scheduler stopped during
+// a remote attempt: the attempt was cut short and is not counted.
 func (s *Scheduler) deliverGroup(ctx context.Context, p *pass, g group) bool {
 	c := s.Local
 	if g.remote {
@@ -177,8 +178,10 @@ func (s *Scheduler) deliverGroup(ctx context.Context, p *pass, g group) bool {
 			return true
 		}
 		if !s.acquire(ctx, p.lane) {
+			// Stopping before the attempt: nothing was tried, and what
+			// earlier groups recorded is still saved by finish.
 			s.releaseDomain(p.lane, g.domain)
-			return false
+			return true
 		}
 		defer s.releaseDomain(p.lane, g.domain)
 		defer s.release(p.lane)
