@@ -79,12 +79,17 @@ const busyDelay = 500 * time.Millisecond
 
 // Scheduler runs delivery workers over the spool.
 type Scheduler struct {
-	Spool   *queue.Spool
-	Log     *slog.Logger
+	// Spool is the queue the scheduler owns while it works on a message.
+	Spool *queue.Spool
+	// Log gets the `delivery`, `queue` and `panic` lines.
+	Log *slog.Logger
+	// Metrics counts deliveries and panics (nil: none are counted).
 	Metrics *metrics.Metrics
 	// Workers is the number of workers of the normal lane; the bounce
 	// lane gets a quarter of it (at least 2).
-	Workers  int
+	Workers int
+	// RetryMin is the first retry delay (default 5m); it doubles with
+	// each attempt up to RetryMax.
 	RetryMin time.Duration
 	RetryMax time.Duration
 	// Expire fails what is still undelivered this long after arrival
@@ -130,6 +135,8 @@ type entry struct {
 	op       string // operator action waiting for the worker: "delete", "hold"
 }
 
+// init makes the maps and the default Reporter; every entry point calls
+// it, so a Scheduler literal works without a constructor.
 func (s *Scheduler) init() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

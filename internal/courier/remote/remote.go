@@ -9,6 +9,11 @@
 // host outside the resolver's answers. TLS to MX hosts is opportunistic
 // and unverified (no MTA-STS or DANE yet); TLS to the smarthost is
 // verified, and its credentials are sent only over TLS and never logged.
+//
+// Tests: the client's own (reply bounds, hostile and pipelining peers, the
+// reply parser's fuzz corpus, address literals) are here; deliveries
+// through the scheduler to real peers (smtp-sink, Postfix, a smarthost,
+// broken TLS, MX lookups on a mock resolver) are in internal/scheduler.
 package remote
 
 import (
