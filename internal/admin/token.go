@@ -1,6 +1,8 @@
-// Package admin guards the admin HTTP listener: the bearer token every
-// request but /healthz and /metrics must carry, and the Host check that
-// stops DNS rebinding.
+// Package admin is the admin HTTP listener's own code: its guard (the
+// bearer token every request but /healthz and /metrics must carry, and
+// the Host check that stops DNS rebinding) and the operator queue API
+// under /queue/ (queue.go), which `kanmon queue` calls and which works
+// through the scheduler's operations.
 //
 // SECURITY: the listener belongs on loopback, but loopback is not a
 // boundary: any local user, and any web page whose name an attacker
@@ -10,6 +12,8 @@
 // the token — and, except for the two harmless paths, when it carries the
 // token kept in a 0600 file in the data directory, compared in constant
 // time. Refusals are logged with the path and the client, never the token.
+// Queue changes also need POST and "X-Kanmon-Admin: 1"; error replies say
+// what went wrong in plain words, never a spool path (that is logged).
 package admin
 
 import (

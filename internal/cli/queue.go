@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"kanmon/internal/admin"
-	"kanmon/internal/delivery"
+	"kanmon/internal/scheduler"
 )
 
 // cmdQueue talks to the running server's admin listener (/queue/...), so
@@ -74,7 +74,7 @@ func cmdQueue(args []string, env Env) error {
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: bearer{token}}
 	switch sub {
 	case "list":
-		var list []delivery.Info
+		var list []scheduler.Info
 		if err := getJSON(hc, base+"list?"+q.Encode(), &list); err != nil {
 			return err
 		}
@@ -107,7 +107,7 @@ func cmdQueue(args []string, env Env) error {
 		if len(pos) != 1 {
 			return usageError{"queue show ID"}
 		}
-		var in delivery.Info
+		var in scheduler.Info
 		if err := getJSON(hc, base+"show?id="+url.QueryEscape(pos[0]), &in); err != nil {
 			return err
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"kanmon/internal/delivery"
+	"kanmon/internal/scheduler"
 )
 
 // TestQueueListAndShowSayWhyHeld: `kanmon queue list` and `show` print
@@ -16,13 +16,13 @@ import (
 // was held for crashing the server and how to release it.
 func TestQueueListAndShowSayWhyHeld(t *testing.T) {
 	const reason = "in flight at 2 consecutive unclean stops; release with kanmon queue release qheld1"
-	held := delivery.Info{ID: "qheld1", From: "alice@example.org", Received: time.Now().Add(-time.Minute),
+	held := scheduler.Info{ID: "qheld1", From: "alice@example.org", Received: time.Now().Add(-time.Minute),
 		Origin: "authenticated", Lane: "normal", Size: 42, Held: true, HoldReason: reason, UncleanStops: 2,
-		Rcpts: []delivery.RcptInfo{{Addr: "bob@remote.test", Status: "pending"}}}
+		Rcpts: []scheduler.RcptInfo{{Addr: "bob@remote.test", Status: "pending"}}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/queue/list":
-			json.NewEncoder(w).Encode([]delivery.Info{held})
+			json.NewEncoder(w).Encode([]scheduler.Info{held})
 		case "/queue/show":
 			json.NewEncoder(w).Encode(held)
 		default:

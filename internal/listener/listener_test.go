@@ -2,53 +2,19 @@ package listener
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
+	"kanmon/internal/testutil/logbuf"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// countLines counts log lines containing every one of parts.
-func (s *syncBuffer) countLines(parts ...string) int {
-	n := 0
-	for _, l := range strings.Split(s.String(), "\n") {
-		ok := l != ""
-		for _, p := range parts {
-			ok = ok && strings.Contains(l, p)
-		}
-		if ok {
-			n++
-		}
-	}
-	return n
-}
 
 // echoHandler greets with "HELLO <id>", echoes lines, says "BYE shutdown"
 // when told to shut down while idle, and records stress notices.
@@ -128,9 +94,9 @@ type gauge struct{ v atomic.Int64 }
 func (g *gauge) Set(f float64) { g.v.Store(int64(f)) }
 
 // start serves a Listener on a loopback port.
-func start(t *testing.T, cfg Config, h Handler) (*Listener, string, *syncBuffer) {
+func start(t *testing.T, cfg Config, h Handler) (*Listener, string, *logbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	l := New(cfg, h)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -198,7 +164,7 @@ func TestPoolFullRefusedInProtocolWords(t *testing.T) {
 		t.Fatal("refused connection left open")
 	}
 	nc.Close()
-	if n := logs.countLines(`"msg":"connect.refused"`, `"rule":"limit.connections"`, `"code":421`, `"listener":"mx"`); n != 1 {
+	if n := logs.Count(`"msg":"connect.refused"`, `"rule":"limit.connections"`, `"code":421`, `"listener":"mx"`); n != 1 {
 		t.Errorf("%d connect.refused lines, want 1:\n%s", n, logs)
 	}
 	if h.opened.Load() != 3 {
@@ -312,7 +278,7 @@ func TestStressTransitions(t *testing.T) {
 	if g.v.Load() != 0 {
 		t.Error("gauge still 1 after stress ended")
 	}
-	if on, off := logs.countLines(`"msg":"listener.stress"`, `"on":true`), logs.countLines(`"msg":"listener.stress"`, `"on":false`); on != 1 || off != 1 {
+	if on, off := logs.Count(`"msg":"listener.stress"`, `"on":true`), logs.Count(`"msg":"listener.stress"`, `"on":false`); on != 1 || off != 1 {
 		t.Errorf("listener.stress lines: %d on, %d off; want one each:\n%s", on, off, logs)
 	}
 }
@@ -347,7 +313,7 @@ func TestStressHysteresis(t *testing.T) {
 // session that ignores Shutdown is cut when the context ends.
 func TestShutdownDrains(t *testing.T) {
 	h := &echoHandler{}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	l := New(Config{Name: "mx", MaxConns: 5, MaxConnsPerClient: 5, Logger: slog.New(slog.NewJSONHandler(logs, nil))}, h)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -420,7 +386,7 @@ func (f *flakyListener) Accept() (net.Conn, error) {
 // TestAcceptBacksOffOnTemporaryErrors: running out of file descriptors
 // does not stop the listener; it waits and serves again.
 func TestAcceptBacksOffOnTemporaryErrors(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	l := New(Config{Name: "mx", MaxConns: 5, MaxConnsPerClient: 5, Logger: slog.New(slog.NewJSONHandler(logs, nil))}, &echoHandler{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -437,7 +403,7 @@ func TestAcceptBacksOffOnTemporaryErrors(t *testing.T) {
 	if _, _, g := dialFrom(t, "127.0.0.1", ln.Addr().String()); !strings.HasPrefix(g, "HELLO") {
 		t.Fatalf("after EMFILE: %q", g)
 	}
-	if n := logs.countLines(`"msg":"accept"`, `"temporary":true`); n != 3 {
+	if n := logs.Count(`"msg":"accept"`, `"temporary":true`); n != 3 {
 		t.Errorf("%d accept warnings, want 3:\n%s", n, logs)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"kanmon/internal/testutil/logbuf"
 )
 
 type counter struct{ n atomic.Int64 }
@@ -13,7 +15,7 @@ type counter struct{ n atomic.Int64 }
 func (c *counter) Inc() { c.n.Add(1) }
 
 // panicLines returns the JSON log lines whose msg is "panic".
-func panicLines(t *testing.T, logs *syncBuffer) []map[string]any {
+func panicLines(t *testing.T, logs *logbuf.Buffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, l := range strings.Split(logs.String(), "\n") {

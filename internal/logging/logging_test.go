@@ -3,6 +3,7 @@ package logging_test
 import (
 	"bytes"
 	"encoding/json"
+	"kanmon/internal/testutil/logbuf"
 	"log/slog"
 	"strings"
 	"sync"
@@ -40,23 +41,11 @@ func TestNewIDUnique(t *testing.T) {
 	}
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // TestBufferedWriterFlushes: a line reaches the file within about 100ms
 // without Close, and Close flushes what is pending.
 func TestBufferedWriterFlushes(t *testing.T) {
 	t.Parallel()
-	out := &lockedBuf{}
+	out := &logbuf.Buffer{}
 	bw := logging.NewBufferedWriter(out)
 	log := logging.New(bw, "json", slog.LevelInfo)
 	log.Info("hello", "k", "v")

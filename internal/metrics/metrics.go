@@ -13,15 +13,17 @@ import (
 
 // Metrics holds the collectors.
 type Metrics struct {
-	Registry      *prometheus.Registry
-	Connections   *prometheus.CounterVec // listener
-	Active        *prometheus.GaugeVec   // listener
-	Stress        *prometheus.GaugeVec   // listener: 1 while its pool is in stress mode
-	Commands      *prometheus.CounterVec // listener, command
-	Accepted      *prometheus.CounterVec // listener
-	Rejected      *prometheus.CounterVec // rule
-	Panics        *prometheus.CounterVec // where: smtp, pop3
-	Deliveries    *prometheus.CounterVec // kind (local, remote), result
+	Registry    *prometheus.Registry
+	Connections *prometheus.CounterVec // listener
+	Active      *prometheus.GaugeVec   // listener
+	Stress      *prometheus.GaugeVec   // listener: 1 while its pool is in stress mode
+	Commands    *prometheus.CounterVec // listener, command
+	Accepted    *prometheus.CounterVec // listener
+	Rejected    *prometheus.CounterVec // rule
+	Deliveries  *prometheus.CounterVec // kind (local, remote), result
+	// Panics counts panics recovered, by where they happened: "delivery"
+	// (one delivery attempt), "smtp" or "pop3" (one session).
+	Panics        *prometheus.CounterVec // where
 	AcceptedBytes prometheus.Counter
 }
 
@@ -52,14 +54,14 @@ func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_rejections_total", Help: "Rejections, by the rule that decided.",
 		}, []string{"rule"}),
-		Panics: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanmon_panics_total", Help: "Sessions ended by an internal error (a contained panic), by where it happened.",
-		}, []string{"where"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_deliveries_total", Help: "Delivery attempts per recipient, by kind and result.",
 		}, []string{"kind", "result"}),
+		Panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_panics_total", Help: "Panics recovered (the work in hand is retried or the session ended), by where.",
+		}, []string{"where"}),
 	}
-	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Panics, m.Deliveries,
+	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries, m.Panics,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_messages", Help: "Messages in the queue."}, queueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_bytes", Help: "Bytes in the queue."}, queueBytes),
 		collectors.NewGoCollector(),

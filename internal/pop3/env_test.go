@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"kanmon/internal/testutil/logbuf"
 	"log/slog"
 	"math/big"
 	"net"
@@ -91,24 +91,6 @@ func testCert(t testing.TB, dir string) (tls.Certificate, string) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, certFile
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a running POP3 (with STLS) and POP3S server pair over one mail
 // root, as kanmon runs them.
 type env struct {
@@ -120,7 +102,7 @@ type env struct {
 	throttle  *auth.Throttle
 	auth      *auth.Authenticator
 	popBefore *popbefore.Registry
-	logs      *syncBuffer
+	logs      *logbuf.Buffer
 	plain     *Server // pop3 role
 	secure    *Server // pop3s role
 	pop3Addr  string
@@ -135,7 +117,7 @@ type envOption func(*env, *Config)
 // end of the test.
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	e := &env{t: t, dir: t.TempDir(), logs: &logbuf.Buffer{}}
 	e.root = filepath.Join(e.dir, "mail")
 	cert, certFile := testCert(t, e.dir)
 	e.certFile = certFile

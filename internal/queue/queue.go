@@ -329,6 +329,14 @@ func (s *Spool) Create(env Envelope) (*Writer, error) {
 // ID returns the queue id of the message being written.
 func (w *Writer) ID() string { return w.env.ID }
 
+// Envelope returns a copy of the message's envelope as it is written,
+// with its id and arrival time, so the committed message can be handed
+// to the scheduler without reading its file back.
+func (w *Writer) Envelope() *Envelope {
+	env := w.env
+	return &env
+}
+
 // Write appends message bytes. After the first error every call fails and
 // Commit will refuse.
 func (w *Writer) Write(p []byte) (int, error) {

@@ -30,7 +30,7 @@ func (s *Server) adminHandler(bound net.Addr) http.Handler {
 	})
 	// Operator queue commands (kanmon queue ...): through the scheduler,
 	// so they never race a delivery.
-	mux.Handle("/queue/", s.sched.AdminHandler())
+	mux.Handle("/queue/", admin.QueueHandler(s.sched, s.log))
 	mux.Handle("/metrics", promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{}))
 	// Profiles for operators chasing CPU; they show the program's memory
 	// and stacks, so they need the token like the queue.

@@ -27,14 +27,17 @@ import (
 
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
-	"kanmon/internal/delivery"
+	"kanmon/internal/courier/local"
+	"kanmon/internal/courier/remote"
 	"kanmon/internal/directory"
 	"kanmon/internal/dnsresolve"
+	"kanmon/internal/dsn"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
 	"kanmon/internal/popbefore"
 	"kanmon/internal/queue"
+	"kanmon/internal/scheduler"
 	"kanmon/internal/smtpd"
 	"kanmon/internal/tlsutil"
 )
@@ -49,7 +52,7 @@ type Server struct {
 	certs *tlsutil.Store
 	pol   *policy.Engine
 	smtp  *smtpd.Server
-	sched *delivery.Scheduler
+	sched *scheduler.Scheduler
 	met   *metrics.Metrics
 	admin *http.Server
 	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
@@ -115,11 +118,15 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.sched = &delivery.Scheduler{
-		Spool: s.spool, MailRoot: cfg.MailRoot(), Log: log, Metrics: s.met, Workers: cfg.Queue.Workers,
+	s.sched = &scheduler.Scheduler{
+		Spool: s.spool, Log: log, Metrics: s.met, Workers: cfg.Queue.Workers,
 		RetryMin: cfg.Queue.RetryMin.Duration, RetryMax: cfg.Queue.RetryMax.Duration,
-		Expire: cfg.Queue.Expire.Duration, DelayWarning: cfg.Delivery.DelayWarning.Duration,
-		Remote: remote, Hostname: cfg.Hostname, LocalAccount: s.localAccount,
+		Expire: cfg.Queue.Expire.Duration,
+		Local:  &local.Courier{MailRoot: cfg.MailRoot()}, Remote: remote,
+		Reports: &dsn.Reporter{
+			Spool: s.spool, Log: log, Hostname: cfg.Hostname, LocalAccount: s.localAccount,
+			Expire: cfg.Queue.Expire.Duration, DelayWarning: cfg.Delivery.DelayWarning.Duration,
+		},
 		MaxConcurrency: cfg.Delivery.MaxConcurrency, MaxPerDomain: cfg.Delivery.MaxPerDomain,
 	}
 	return s, nil
@@ -127,9 +134,9 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 // newRemote builds remote delivery from the [delivery] settings. The
 // smarthost password is read from its file here and kept in memory only.
-func newRemote(cfg *config.Config, resolver dnsresolve.Resolver) (*delivery.Remote, error) {
+func newRemote(cfg *config.Config, resolver dnsresolve.Resolver) (*remote.Remote, error) {
 	d := cfg.Delivery
-	r := &delivery.Remote{
+	r := &remote.Remote{
 		Resolver: resolver, HeloName: d.HeloName, Routes: map[string]string{},
 		Smarthost: d.Smarthost, SmarthostUser: d.SmarthostUser, TransactionTimeout: d.TransactionTimeout.Duration,
 	}
@@ -206,7 +213,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var tlsCfg = s.tlsConfig()
 	deps := smtpd.Deps{
 		Config: cfg, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
-		Logger: s.log, Metrics: s.met, Queued: s.sched.Enqueue, LocalIdentity: s.localIdentity,
+		Logger: s.log, Metrics: s.met, Scheduler: s.sched, LocalIdentity: s.localIdentity,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}

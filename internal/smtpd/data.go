@@ -271,8 +271,8 @@ func (c *conn) finishData(w *queue.Writer, env queue.Envelope, res dataResult) {
 		c.log.Info("queued", "queue_id", w.ID(), "from", env.From, "rcpts", rcpts, "size", w.Size(),
 			"message_id", res.messageID, "origin", string(env.Origin))
 		c.reply(250, "2.0.0", "OK queued as "+w.ID())
-		if c.s.d.Queued != nil {
-			c.s.d.Queued(w.ID())
+		if c.s.d.Scheduler != nil {
+			c.s.d.Scheduler.Enqueue(w.Envelope())
 		}
 	}
 }

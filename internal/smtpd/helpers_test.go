@@ -2,15 +2,14 @@ package smtpd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
+	"kanmon/internal/testutil/logbuf"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,22 +25,15 @@ import (
 
 const testPassword = "correct horse battery"
 
-// syncBuffer collects log output safely across goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// enqueuer stands in for the scheduler: it passes on the ids of
+// committed messages (dropping them when nobody reads).
+type enqueuer chan string
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+func (q enqueuer) Enqueue(env *queue.Envelope) {
+	select {
+	case q <- env.ID:
+	default:
+	}
 }
 
 type testServer struct {
@@ -49,7 +41,7 @@ type testServer struct {
 	db     *directory.DB
 	spool  *queue.Spool
 	addrs  map[Role]string
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	queued chan string
 	tls    *tls.Config
 }
@@ -98,7 +90,7 @@ func newTestServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	domains := policy.Domains{Local: map[string]bool{"example.org": true}, Relay: map[string]bool{}}
 	for _, d := range cfg.RelayDomains {
 		domains.Relay[d] = true
@@ -111,13 +103,8 @@ func newTestServer(t testing.TB, mutate func(*config.Config)) *testServer {
 		Config: cfg, Auth: auth.New(db, auth.NewThrottle(auth.ThrottleConfig{Window: time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: time.Millisecond})), Spool: spool,
 		Policy: pol,
 		TLS:    certs.Config(), Logger: logging.New(logs, "json", slog.LevelInfo),
-		Metrics: metrics.New(func() float64 { return 0 }, func() float64 { return 0 }),
-		Queued: func(id string) {
-			select {
-			case ts.queued <- id:
-			default:
-			}
-		},
+		Metrics:   metrics.New(func() float64 { return 0 }, func() float64 { return 0 }),
+		Scheduler: enqueuer(ts.queued),
 	})
 	for _, role := range []Role{RoleMX, RoleSubmission, RoleSMTPS} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

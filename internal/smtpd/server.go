@@ -58,6 +58,13 @@ const (
 // may send as through the local socket; address "" refuses the user.
 type LocalIdentity func(uid uint32) (user, address string)
 
+// Scheduler takes a message once it is committed to the queue. It gets
+// the envelope in memory, so it need not read the queue file back to
+// schedule it (internal/scheduler).
+type Scheduler interface {
+	Enqueue(env *queue.Envelope)
+}
+
 // Deps are the services a Server uses.
 type Deps struct {
 	Config *config.Config
@@ -72,8 +79,8 @@ type Deps struct {
 	// LocalIdentity identifies clients of RoleLocal (nil: RoleLocal
 	// refuses everyone).
 	LocalIdentity LocalIdentity
-	// Queued is told about every committed message (the scheduler).
-	Queued func(id string)
+	// Scheduler is handed every committed message (nil: none is).
+	Scheduler Scheduler
 }
 
 // Server runs the SMTP listeners. Each listener has its own connection

@@ -42,7 +42,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -487,25 +486,6 @@ func (i *Instance) makeCert(host string) error {
 	i.CertPool = x509.NewCertPool()
 	i.CertPool.AddCert(ca)
 	return nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine exec.Cmd
-// starts and a reader in the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // freePort asks the kernel for an unused loopback TCP port.

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kanmon/internal/testutil/logbuf"
 )
 
 // Sink is a running Postfix smtp-sink: an SMTP server that accepts
@@ -83,7 +85,7 @@ func startSink(t testing.TB, addr string) (*Sink, error) {
 		args = append(args, "-u", "postfix")
 	}
 	args = append(args, addr, "64")
-	out := &syncBuffer{}
+	out := &logbuf.Buffer{}
 	cmd := exec.Command(SinkPath, args...)
 	cmd.Stdout = out
 	cmd.Stderr = out

@@ -1,12 +1,10 @@
-package delivery
+package scheduler
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/http"
-	"strconv"
+	"kanmon/internal/courier"
+	"kanmon/internal/dsn"
 	"strings"
 	"time"
 
@@ -45,7 +43,7 @@ func (f Filter) Match(env *queue.Envelope, now time.Time) bool {
 	if f.RcptDomain != "" {
 		ok := false
 		for _, r := range env.Recipients {
-			if domainOf(r.Addr) == strings.ToLower(strings.TrimPrefix(f.RcptDomain, "@")) {
+			if courier.DomainOf(r.Addr) == strings.ToLower(strings.TrimPrefix(f.RcptDomain, "@")) {
 				ok = true
 				break
 			}
@@ -148,8 +146,8 @@ func (s *Scheduler) Show(id string) (Info, error) {
 	}
 	defer m.Close()
 	in := infoOf(m)
-	if in.Headers, err = headerSection(m.Body()); err != nil {
-		return Info{}, fmt.Errorf("delivery: show %s: %w", id, err)
+	if in.Headers, err = dsn.HeaderSection(m.Body()); err != nil {
+		return Info{}, fmt.Errorf("scheduler: show %s: %w", id, err)
 	}
 	return in, nil
 }
@@ -257,7 +255,7 @@ func (s *Scheduler) Apply(op Op, id string, f Filter) ([]string, error) {
 		ids = []string{id}
 	} else {
 		if f.Empty() && op != "flush" {
-			return nil, errors.New("delivery: a filter needs at least one criterion (or give an id)")
+			return nil, errors.New("scheduler: a filter needs at least one criterion (or give an id)")
 		}
 		list, err := s.List(f)
 		if err != nil {
@@ -275,7 +273,7 @@ func (s *Scheduler) Apply(op Op, id string, f Filter) ([]string, error) {
 			pending = string(op)
 		case "release", "flush":
 		default:
-			return nil, fmt.Errorf("delivery: unknown queue operation %q", op)
+			return nil, fmt.Errorf("scheduler: unknown queue operation %q", op)
 		}
 		if !s.own(id, pending) {
 			continue
@@ -330,124 +328,4 @@ func (s *Scheduler) flush(id string) error {
 	}
 	s.Log.Info("queue", "queue_id", id, "op", "flushed", "reason", "operator")
 	return nil
-}
-
-// AdminHandler serves the operator commands under /queue/ on the admin
-// listener, behind the admin package's Host and token checks. Changes
-// also need POST and the header "X-Kanmon-Admin: 1", which a browser will
-// not send cross-origin without asking first.
-//
-// An error reply says what went wrong in plain words; the error itself,
-// which may name files of the spool, goes to the log only.
-//
-//	GET  /queue/list?sender=&domain=&client=&older=&lane=
-//	GET  /queue/show?id=
-//	POST /queue/{flush,hold,release,delete}?id=  (or the filter parameters)
-func (s *Scheduler) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	reply := func(w http.ResponseWriter, code int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(v)
-	}
-	fail := func(w http.ResponseWriter, r *http.Request, code int, text string, err error) {
-		args := []any{"listener", "admin", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
-			"queue_id", r.URL.Query().Get("id"), "code", code, "reply", text}
-		if err != nil {
-			args = append(args, "err", err.Error())
-		}
-		s.Log.Info("admin", args...)
-		reply(w, code, map[string]string{"error": text})
-	}
-	// notFound tells a missing message from a spool that cannot be read.
-	notFound := func(w http.ResponseWriter, r *http.Request, err error) {
-		id := r.URL.Query().Get("id")
-		if errors.Is(err, fs.ErrNotExist) {
-			fail(w, r, http.StatusNotFound, "no such message in the queue", err)
-			return
-		}
-		if id == "" || strings.ContainsAny(id, `/\`) || id[0] == '.' {
-			fail(w, r, http.StatusBadRequest, "not a queue id", err)
-			return
-		}
-		fail(w, r, http.StatusInternalServerError, "the queue could not be read; the server log has the details", err)
-	}
-	mux.HandleFunc("GET /queue/list", func(w http.ResponseWriter, r *http.Request) {
-		f, err := filterFrom(r)
-		if err != nil {
-			fail(w, r, http.StatusBadRequest, err.Error(), nil)
-			return
-		}
-		list, err := s.List(f)
-		if err != nil {
-			fail(w, r, http.StatusInternalServerError, "the queue could not be read; the server log has the details", err)
-			return
-		}
-		reply(w, http.StatusOK, list)
-	})
-	mux.HandleFunc("GET /queue/show", func(w http.ResponseWriter, r *http.Request) {
-		in, err := s.Show(r.URL.Query().Get("id"))
-		if err != nil {
-			notFound(w, r, err)
-			return
-		}
-		reply(w, http.StatusOK, in)
-	})
-	mux.HandleFunc("POST /queue/{op}", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Kanmon-Admin") != "1" {
-			fail(w, r, http.StatusForbidden, "missing X-Kanmon-Admin: 1 header", nil)
-			return
-		}
-		op := Op(r.PathValue("op"))
-		switch op {
-		case "flush", "hold", "release", "delete":
-		default:
-			fail(w, r, http.StatusNotFound, fmt.Sprintf("unknown queue operation %q: use flush, hold, release or delete", truncate(string(op), 64)), nil)
-			return
-		}
-		f, err := filterFrom(r)
-		if err != nil {
-			fail(w, r, http.StatusBadRequest, err.Error(), nil)
-			return
-		}
-		id := r.URL.Query().Get("id")
-		if id == "" && f.Empty() && op != "flush" {
-			fail(w, r, http.StatusBadRequest, "a filter needs at least one criterion (or give an id)", nil)
-			return
-		}
-		ids, err := s.Apply(op, id, f)
-		if err != nil && id != "" && len(ids) == 0 {
-			notFound(w, r, err)
-			return
-		}
-		if err != nil {
-			fail(w, r, http.StatusInternalServerError, fmt.Sprintf("%s failed for some messages; the server log has the details", op), err)
-			return
-		}
-		if ids == nil {
-			ids = []string{}
-		}
-		reply(w, http.StatusOK, map[string]any{"op": op, "ids": ids})
-	})
-	return mux
-}
-
-func filterFrom(r *http.Request) (Filter, error) {
-	q := r.URL.Query()
-	f := Filter{Sender: q.Get("sender"), RcptDomain: q.Get("domain"), ClientIP: q.Get("client"), Lane: q.Get("lane")}
-	if f.Lane != "" && f.Lane != LaneNormal && f.Lane != LaneBounce {
-		return f, fmt.Errorf("lane %q: use normal or bounce", f.Lane)
-	}
-	if v := q.Get("older"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			if n, nerr := strconv.Atoi(v); nerr == nil {
-				d = time.Duration(n) * time.Second
-			} else {
-				return f, fmt.Errorf("older %q: not a duration (e.g. 2h)", v)
-			}
-		}
-		f.OlderThan = d
-	}
-	return f, nil
 }

@@ -1,7 +1,7 @@
-package delivery
+package scheduler
 
 import (
-	"encoding/json"
+	"kanmon/internal/testutil/smtppeer"
 	"net"
 	"net/netip"
 	"strconv"
@@ -13,27 +13,6 @@ import (
 	"kanmon/internal/queue"
 	"kanmon/internal/testutil/postfix"
 )
-
-// logLines returns the JSON log lines with msg == what.
-func logLines(logs *syncBuffer, what string) []map[string]any {
-	var out []map[string]any
-	for _, l := range strings.Split(logs.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == what {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func hasLog(logs *syncBuffer, what string, match func(map[string]any) bool) bool {
-	for _, l := range logLines(logs, what) {
-		if match(l) {
-			return true
-		}
-	}
-	return false
-}
 
 func ownUser(rcpts ...string) queue.Envelope {
 	env := queue.Envelope{From: "alice@example.org", Origin: queue.OriginAuthenticated, AuthUser: "alice@example.org", ClientIP: "127.0.0.1"}
@@ -48,7 +27,7 @@ func ownUser(rcpts ...string) queue.Envelope {
 // line per recipient says delivered, with the mx; the queue empties.
 func TestDeliverToSmtpSink(t *testing.T) {
 	sink := postfix.StartSink(t, "")
-	e := newEnv(t, func(s *Scheduler) { s.Remote.Routes["remote.test"] = sink.Addr })
+	e := newEnv(t, func(s *Scheduler) { rem(s).Routes["remote.test"] = sink.Addr })
 	id := e.submit(t, ownUser("bob@remote.test", "carol@remote.test"), testMessage("alice@example.org", "bob@remote.test", "to-the-sink"))
 	waitFor(t, "queue to empty", e.queueEmpty)
 	var got string
@@ -69,7 +48,7 @@ func TestDeliverToSmtpSink(t *testing.T) {
 	}
 	host, _, _ := net.SplitHostPort(sink.Addr)
 	for _, rcpt := range []string{"bob@remote.test", "carol@remote.test"} {
-		if !hasLog(e.logs, "delivery", func(l map[string]any) bool {
+		if !e.logs.Has("delivery", func(l map[string]any) bool {
 			return l["queue_id"] == id && l["rcpt"] == rcpt && l["result"] == "delivered" && l["mx"] == host &&
 				strings.HasPrefix(l["reply"].(string), "250 ")
 		}) {
@@ -82,24 +61,24 @@ func TestDeliverToSmtpSink(t *testing.T) {
 // (a Mock), the peer offers STARTTLS and gets the message over TLS 1.2+,
 // with our EHLO name; the log line names the MX host and the TLS version.
 func TestMXLookupSTARTTLS(t *testing.T) {
-	p := startPeer(t, &peer{tls: peerTLS(t)})
-	_, port, _ := net.SplitHostPort(p.addr)
+	p := smtppeer.Start(t, &smtppeer.Peer{TLS: smtppeer.TLSConfig(t)})
+	_, port, _ := net.SplitHostPort(p.Addr)
 	mock := &dnsresolve.Mock{
 		MX: map[string][]*net.MX{"remote.test": {{Host: "mx2.remote.test.", Pref: 20}, {Host: "mx1.remote.test.", Pref: 10}}},
 		IP: map[string][]netip.Addr{"mx1.remote.test": {netip.MustParseAddr("127.0.0.1")}},
 	}
 	e := newEnv(t, func(s *Scheduler) {
-		s.Remote.Resolver = mock
-		s.Remote.Port, _ = strconv.Atoi(port)
+		rem(s).Resolver = mock
+		rem(s).Port, _ = strconv.Atoi(port)
 	})
 	e.submit(t, ownUser("bob@remote.test"), testMessage("alice@example.org", "bob@remote.test", "over-tls"))
 	waitFor(t, "queue to empty", e.queueEmpty)
-	msgs := p.messages()
-	if len(msgs) != 1 || !msgs[0].tls || msgs[0].helo != "mx.example.org" || msgs[0].from != "alice@example.org" ||
-		!strings.Contains(msgs[0].data, "body of over-tls") {
+	msgs := p.Messages()
+	if len(msgs) != 1 || !msgs[0].TLS || msgs[0].Helo != "mx.example.org" || msgs[0].From != "alice@example.org" ||
+		!strings.Contains(msgs[0].Data, "body of over-tls") {
 		t.Fatalf("peer got %+v, want one message over TLS with EHLO mx.example.org", msgs)
 	}
-	if !hasLog(e.logs, "delivery", func(l map[string]any) bool {
+	if !e.logs.Has("delivery", func(l map[string]any) bool {
 		return l["mx"] == "mx1.remote.test" && strings.HasPrefix(l["tls"].(string), "TLS 1.") && l["result"] == "delivered"
 	}) {
 		t.Errorf("no delivery line with mx mx1.remote.test and tls")
@@ -109,20 +88,20 @@ func TestMXLookupSTARTTLS(t *testing.T) {
 // TestTemporaryFailureRetried: a peer answering 451 twice is retried with
 // backoff until it accepts; no DSN is sent.
 func TestTemporaryFailureRetried(t *testing.T) {
-	p := startPeer(t, &peer{rcpt: func(n int, _ string) string {
+	p := smtppeer.Start(t, &smtppeer.Peer{Rcpt: func(n int, _ string) string {
 		if n < 2 {
 			return "451 4.3.0 try again later"
 		}
 		return ""
 	}})
-	e := newEnv(t, func(s *Scheduler) { s.Remote.Routes["remote.test"] = p.addr })
+	e := newEnv(t, func(s *Scheduler) { rem(s).Routes["remote.test"] = p.Addr })
 	id := e.submit(t, ownUser("bob@remote.test"), testMessage("alice@example.org", "bob@remote.test", "retry-me"))
 	waitFor(t, "queue to empty", e.queueEmpty)
-	if n := len(p.messages()); n != 1 {
+	if n := len(p.Messages()); n != 1 {
 		t.Fatalf("peer received %d messages, want 1", n)
 	}
 	deferred := 0
-	for _, l := range logLines(e.logs, "delivery") {
+	for _, l := range e.logs.Lines("delivery") {
 		if l["queue_id"] == id && l["result"] == "deferred" {
 			deferred++
 			if !strings.Contains(l["reply"].(string), "451 4.3.0") {
@@ -133,7 +112,7 @@ func TestTemporaryFailureRetried(t *testing.T) {
 	if deferred != 2 {
 		t.Errorf("%d deferred attempts logged, want 2", deferred)
 	}
-	if len(e.maildir("alice@example.org")) != 0 || len(logLines(e.logs, "queue")) == 0 {
+	if len(e.maildir("alice@example.org")) != 0 || len(e.logs.Lines("queue")) == 0 {
 		t.Errorf("a DSN was sent for a message that got through")
 	}
 }
@@ -142,13 +121,13 @@ func TestTemporaryFailureRetried(t *testing.T) {
 // once; our own (authenticated) user gets an RFC 3464 DSN in her Maildir,
 // with the original headers, while the other recipient is delivered.
 func TestPermanentFailureBouncesOwnUser(t *testing.T) {
-	p := startPeer(t, &peer{rcpt: func(_ int, a string) string {
+	p := smtppeer.Start(t, &smtppeer.Peer{Rcpt: func(_ int, a string) string {
 		if strings.HasPrefix(a, "nobody@") {
 			return "550 5.1.1 no such user here"
 		}
 		return ""
 	}})
-	e := newEnv(t, func(s *Scheduler) { s.Remote.Routes["remote.test"] = p.addr })
+	e := newEnv(t, func(s *Scheduler) { rem(s).Routes["remote.test"] = p.Addr })
 	id := e.submit(t, ownUser("nobody@remote.test", "bob@remote.test"), testMessage("alice@example.org", "nobody@remote.test", "will-bounce"))
 	waitFor(t, "queue to empty", e.queueEmpty)
 	var dsn string
@@ -175,10 +154,10 @@ func TestPermanentFailureBouncesOwnUser(t *testing.T) {
 	if strings.Contains(dsn, "bob@remote.test") {
 		t.Errorf("DSN mentions the recipient that was delivered")
 	}
-	if !hasLog(e.logs, "queue", func(l map[string]any) bool { return l["queue_id"] == id && l["op"] == "bounced" }) {
+	if !e.logs.Has("queue", func(l map[string]any) bool { return l["queue_id"] == id && l["op"] == "bounced" }) {
 		t.Errorf("no queue op=bounced line")
 	}
-	if n := len(p.messages()); n != 1 {
+	if n := len(p.Messages()); n != 1 {
 		t.Errorf("peer got %d messages, want 1 (for bob)", n)
 	}
 }
@@ -187,8 +166,8 @@ func TestPermanentFailureBouncesOwnUser(t *testing.T) {
 // (a relay_domains backup-MX message), mail from the null sender and a
 // DSN itself are dropped on a 550 without any DSN, and the log says so.
 func TestNoBounceForMailFromOutside(t *testing.T) {
-	p := startPeer(t, &peer{rcpt: func(int, string) string { return "550 5.1.1 no such user" }})
-	e := newEnv(t, func(s *Scheduler) { s.Remote.Routes["partner.test"] = p.addr })
+	p := smtppeer.Start(t, &smtppeer.Peer{Rcpt: func(int, string) string { return "550 5.1.1 no such user" }})
+	e := newEnv(t, func(s *Scheduler) { rem(s).Routes["partner.test"] = p.Addr })
 	cases := []struct {
 		name   string
 		env    queue.Envelope
@@ -206,14 +185,14 @@ func TestNoBounceForMailFromOutside(t *testing.T) {
 	}
 	waitFor(t, "queue to empty", e.queueEmpty)
 	for _, c := range cases {
-		if !hasLog(e.logs, "queue", func(l map[string]any) bool {
+		if !e.logs.Has("queue", func(l map[string]any) bool {
 			return l["queue_id"] == ids[c.name] && l["op"] == "dropped" && l["bounce"] == false &&
 				strings.Contains(l["reason"].(string), c.reason)
 		}) {
 			t.Errorf("%s: no queue op=dropped bounce=false line with reason %q", c.name, c.reason)
 		}
 	}
-	if len(logLines(e.logs, "queue")) == 0 || hasLog(e.logs, "queue", func(l map[string]any) bool { return l["op"] == "bounced" }) {
+	if len(e.logs.Lines("queue")) == 0 || e.logs.Has("queue", func(l map[string]any) bool { return l["op"] == "bounced" }) {
 		t.Errorf("a DSN was generated for mail from outside")
 	}
 	if m := e.maildir("alice@example.org"); len(m) != 0 {
@@ -229,12 +208,12 @@ func TestPeerDownDeferredThenExpired(t *testing.T) {
 	down := ln.Addr().String()
 	ln.Close()
 	e := newEnv(t, func(s *Scheduler) {
-		s.Remote.Routes["remote.test"] = down
+		rem(s).Routes["remote.test"] = down
 		s.Expire = 700 * time.Millisecond
 	})
 	id := e.submit(t, ownUser("bob@remote.test"), testMessage("alice@example.org", "bob@remote.test", "nobody-home"))
 	waitFor(t, "a deferred attempt", func() bool {
-		return hasLog(e.logs, "delivery", func(l map[string]any) bool { return l["queue_id"] == id && l["result"] == "deferred" })
+		return e.logs.Has("delivery", func(l map[string]any) bool { return l["queue_id"] == id && l["result"] == "deferred" })
 	})
 	if e.queueEmpty() {
 		t.Fatal("message left the queue after a temporary failure")
@@ -260,16 +239,16 @@ func TestPeerDownDeferredThenExpired(t *testing.T) {
 // once (5.1.10) without any connection; a domain without MX falls back to
 // its address (RFC 5321 5.1).
 func TestDNSOutcomes(t *testing.T) {
-	p := startPeer(t, &peer{})
-	_, port, _ := net.SplitHostPort(p.addr)
+	p := smtppeer.Start(t, &smtppeer.Peer{})
+	_, port, _ := net.SplitHostPort(p.Addr)
 	mock := &dnsresolve.Mock{
 		MX:   map[string][]*net.MX{"nullmx.test": {{Host: "."}}},
 		IP:   map[string][]netip.Addr{"addronly.test": {netip.MustParseAddr("127.0.0.1")}},
 		Fail: map[string]error{"servfail.test": dnsresolve.TemporaryError("servfail.test")},
 	}
 	e := newEnv(t, func(s *Scheduler) {
-		s.Remote.Resolver = mock
-		s.Remote.Port, _ = strconv.Atoi(port)
+		rem(s).Resolver = mock
+		rem(s).Port, _ = strconv.Atoi(port)
 	})
 	idTemp := e.submit(t, ownUser("a@servfail.test"), testMessage("alice@example.org", "a@servfail.test", "dns-temp"))
 	idNX := e.submit(t, ownUser("a@nxdomain.test"), testMessage("alice@example.org", "a@nxdomain.test", "dns-nx"))
@@ -280,18 +259,17 @@ func TestDNSOutcomes(t *testing.T) {
 	}
 	for id, w := range want {
 		waitFor(t, id+" "+w.result, func() bool {
-			return hasLog(e.logs, "delivery", func(l map[string]any) bool {
+			return e.logs.Has("delivery", func(l map[string]any) bool {
 				return l["queue_id"] == id && l["result"] == w.result && strings.Contains(l["reply"].(string), w.reply)
 			})
 		})
 	}
 	waitFor(t, "two DSNs", func() bool { return len(e.maildir("alice@example.org")) == 2 })
-	if n := len(p.messages()); n != 1 {
+	if n := len(p.Messages()); n != 1 {
 		t.Errorf("peer got %d messages, want 1 (addronly.test)", n)
 	}
-	if !e.queueEmptyExcept(idTemp) {
-		t.Errorf("queue holds more than the deferred message")
-	}
+	// A DSN leaves the queue just after its Maildir copy is written.
+	waitFor(t, "the queue to hold only the deferred message", func() bool { return e.queueEmptyExcept(idTemp) })
 }
 
 func (e *testEnv) queueEmptyExcept(id string) bool {
@@ -302,10 +280,10 @@ func (e *testEnv) queueEmptyExcept(id string) bool {
 // TestDelayWarning: our own user's mail that keeps failing temporarily
 // gets one "delayed" DSN after delay_warning and stays queued.
 func TestDelayWarning(t *testing.T) {
-	p := startPeer(t, &peer{rcpt: func(int, string) string { return "451 4.2.0 mailbox busy" }})
+	p := smtppeer.Start(t, &smtppeer.Peer{Rcpt: func(int, string) string { return "451 4.2.0 mailbox busy" }})
 	e := newEnv(t, func(s *Scheduler) {
-		s.Remote.Routes["remote.test"] = p.addr
-		s.DelayWarning = 150 * time.Millisecond
+		rem(s).Routes["remote.test"] = p.Addr
+		s.Reports.DelayWarning = 150 * time.Millisecond
 	})
 	id := e.submit(t, ownUser("bob@remote.test"), testMessage("alice@example.org", "bob@remote.test", "slow"))
 	waitFor(t, "the delay warning", func() bool { return len(e.maildir("alice@example.org")) == 1 })
@@ -329,28 +307,26 @@ func TestDelayWarning(t *testing.T) {
 // silent peer, a DSN (bounce lane) is still delivered; and the reverse
 // holds for ordinary mail during a flood of null-sender mail.
 func TestBounceLaneNotStarved(t *testing.T) {
-	stuck := startPeer(t, &peer{hang: make(chan struct{})})
-	defer close(stuck.hang)
-	good := startPeer(t, &peer{})
+	stuck := smtppeer.Start(t, &smtppeer.Peer{Hang: make(chan struct{})})
+	defer close(stuck.Hang)
+	good := smtppeer.Start(t, &smtppeer.Peer{})
 	e := newEnv(t, func(s *Scheduler) {
 		s.Workers = 2
 		s.MaxConcurrency = 4 // 3 normal, 1 bounce
 		s.MaxPerDomain = 10
-		s.Remote.Routes["stuck.test"] = stuck.addr
-		s.Remote.Routes["good.test"] = good.addr
+		rem(s).Routes["stuck.test"] = stuck.Addr
+		rem(s).Routes["good.test"] = good.Addr
 	})
 	for i := 0; i < 6; i++ {
 		e.submit(t, ownUser("x"+strconv.Itoa(i)+"@stuck.test"), testMessage("alice@example.org", "x@stuck.test", "stuck"+strconv.Itoa(i)))
 	}
 	waitFor(t, "the normal lane to be stuck", func() bool {
-		stuck.mu.Lock()
-		defer stuck.mu.Unlock()
-		return stuck.conns >= 2
+		return stuck.Conns() >= 2
 	})
 	env := queue.Envelope{From: "", Origin: queue.OriginLocal, Recipients: []queue.Recipient{{Addr: "someone@good.test"}}}
 	id := e.submit(t, env, testMessage("MAILER-DAEMON@example.org", "someone@good.test", "a-dsn"))
 	waitFor(t, "the DSN to get through", func() bool {
-		return hasLog(e.logs, "delivery", func(l map[string]any) bool {
+		return e.logs.Has("delivery", func(l map[string]any) bool {
 			return l["queue_id"] == id && l["result"] == "delivered" && l["lane"] == LaneBounce
 		})
 	})
@@ -359,8 +335,8 @@ func TestBounceLaneNotStarved(t *testing.T) {
 // TestSMTPUTF8RequiredButNotOffered: a message that needs SMTPUTF8 fails
 // (5.6.7) at a peer that does not offer it, rather than being mangled.
 func TestSMTPUTF8RequiredButNotOffered(t *testing.T) {
-	p := startPeer(t, &peer{})
-	e := newEnv(t, func(s *Scheduler) { s.Remote.Routes["remote.test"] = p.addr })
+	p := smtppeer.Start(t, &smtppeer.Peer{})
+	e := newEnv(t, func(s *Scheduler) { rem(s).Routes["remote.test"] = p.Addr })
 	env := ownUser("bob@remote.test")
 	env.SMTPUTF8 = true
 	e.submit(t, env, testMessage("alice@example.org", "bob@remote.test", "utf8"))
@@ -368,7 +344,7 @@ func TestSMTPUTF8RequiredButNotOffered(t *testing.T) {
 	if dsn := e.maildir("alice@example.org")[0]; !strings.Contains(dsn, "Status: 5.6.7") {
 		t.Errorf("DSN lacks Status: 5.6.7:\n%s", dsn)
 	}
-	if n := len(p.messages()); n != 0 {
+	if n := len(p.Messages()); n != 0 {
 		t.Errorf("peer got %d messages", n)
 	}
 }

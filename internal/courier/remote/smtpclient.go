@@ -1,4 +1,4 @@
-package delivery
+package remote
 
 // The SMTP client remote delivery speaks, from the greeting to QUIT.
 //

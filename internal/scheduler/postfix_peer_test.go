@@ -1,4 +1,4 @@
-package delivery
+package scheduler
 
 import (
 	"bytes"
@@ -89,7 +89,7 @@ func kanmonMessage(subject string) string {
 // the log says delivered.
 func TestDeliverToPostfix(t *testing.T) {
 	inst := startPostfixPeer(t)
-	e := newEnv(t, func(s *Scheduler) { s.Remote.Routes["remote.test"] = inst.Addr })
+	e := newEnv(t, func(s *Scheduler) { rem(s).Routes["remote.test"] = inst.Addr })
 	msg := kanmonMessage("to-postfix")
 	id := e.submit(t, ownUser("bob@remote.test"), msg)
 	waitFor(t, "queue to empty", e.queueEmpty)
@@ -111,7 +111,7 @@ func TestDeliverToPostfix(t *testing.T) {
 	if i := strings.Index(string(got[0]), "Received: from client.example.org ([192.0.2.7])\n\tby mx.example.org"); i != len(trace) {
 		t.Errorf("our Received header is at offset %d, want %d (right after Postfix's trace)", i, len(trace))
 	}
-	if !hasLog(e.logs, "delivery", func(l map[string]any) bool {
+	if !e.logs.Has("delivery", func(l map[string]any) bool {
 		return l["queue_id"] == id && l["rcpt"] == "bob@remote.test" && l["result"] == "delivered" &&
 			l["mx"] == "127.0.0.1" && strings.HasPrefix(l["reply"].(string), "250 ")
 	}) {
@@ -128,7 +128,7 @@ func TestDeliverToPostfix(t *testing.T) {
 // message is delivered by Postfix; the queue empties.
 func TestPostfixUnknownUserBounces(t *testing.T) {
 	inst := startPostfixPeer(t)
-	e := newEnv(t, func(s *Scheduler) { s.Remote.Routes["remote.test"] = inst.Addr })
+	e := newEnv(t, func(s *Scheduler) { rem(s).Routes["remote.test"] = inst.Addr })
 	id := e.submit(t, ownUser("nobody@remote.test", "bob@remote.test"), kanmonMessage("postfix-bounce"))
 	waitFor(t, "queue to empty", e.queueEmpty)
 	var dsn string
@@ -152,13 +152,13 @@ func TestPostfixUnknownUserBounces(t *testing.T) {
 	if strings.Contains(dsn, "Final-Recipient: rfc822; bob@") {
 		t.Errorf("DSN reports the recipient that was delivered")
 	}
-	if !hasLog(e.logs, "delivery", func(l map[string]any) bool {
+	if !e.logs.Has("delivery", func(l map[string]any) bool {
 		return l["queue_id"] == id && l["rcpt"] == "nobody@remote.test" && l["result"] == "failed" &&
 			strings.HasPrefix(l["reply"].(string), "550 5.1.1")
 	}) {
 		t.Errorf("no failed delivery line with Postfix's 550 5.1.1 for nobody@remote.test")
 	}
-	if !hasLog(e.logs, "queue", func(l map[string]any) bool { return l["queue_id"] == id && l["op"] == "bounced" }) {
+	if !e.logs.Has("queue", func(l map[string]any) bool { return l["queue_id"] == id && l["op"] == "bounced" }) {
 		t.Errorf("no queue op=bounced line")
 	}
 	got := postfixMessages(t, inst, 1)

@@ -1,11 +1,10 @@
-package delivery_test
+package scheduler_test
 
 // Local delivery through the Scheduler over a real spool on disk, as
 // `kanmon serve` runs it: what lands in the Maildirs, what stays in the
 // queue, how a failing Maildir is retried, and what happens at restart.
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -15,36 +14,22 @@ import (
 	"testing"
 	"time"
 
-	"kanmon/internal/delivery"
+	"kanmon/internal/courier/local"
 	"kanmon/internal/directory"
 	"kanmon/internal/logging"
 	"kanmon/internal/metrics"
 	"kanmon/internal/queue"
+	"kanmon/internal/scheduler"
+	"kanmon/internal/testutil/logbuf"
 )
-
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 type schedEnv struct {
 	dir      string // the spool directory
 	spool    *queue.Spool
 	mailRoot string
-	sched    *delivery.Scheduler
-	logs     *logBuf
+	sched    *scheduler.Scheduler
+	logs     *logbuf.Buffer
+	envs     map[string]*queue.Envelope // committed by commit, for Enqueue
 	met      *metrics.Metrics
 }
 
@@ -58,7 +43,7 @@ const (
 func newSchedEnv(t *testing.T) *schedEnv {
 	t.Helper()
 	root := t.TempDir()
-	e := &schedEnv{dir: filepath.Join(root, "queue"), mailRoot: filepath.Join(root, "mail"), logs: &logBuf{}}
+	e := &schedEnv{dir: filepath.Join(root, "queue"), mailRoot: filepath.Join(root, "mail"), logs: &logbuf.Buffer{}, envs: map[string]*queue.Envelope{}}
 	e.spool = openSpool(t, e.dir)
 	return e
 }
@@ -76,9 +61,9 @@ func (e *schedEnv) start(t *testing.T) {
 	t.Helper()
 	spool := e.spool
 	e.met = metrics.New(func() float64 { n, _ := spool.Len(); return float64(n) }, func() float64 { _, b := spool.Len(); return float64(b) })
-	e.sched = &delivery.Scheduler{
-		Spool: spool, MailRoot: e.mailRoot, Log: logging.New(e.logs, "json", slog.LevelDebug), Metrics: e.met,
-		Workers: 2, RetryMin: retryMin, RetryMax: retryMax, Hostname: "mx.example.org", Tick: 20 * time.Millisecond,
+	e.sched = &scheduler.Scheduler{
+		Spool: spool, Local: &local.Courier{MailRoot: e.mailRoot}, Log: logging.New(e.logs, "json", slog.LevelDebug), Metrics: e.met,
+		Workers: 2, RetryMin: retryMin, RetryMax: retryMax, Tick: 20 * time.Millisecond,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.sched.Start(ctx)
@@ -103,6 +88,7 @@ func (e *schedEnv) commit(t *testing.T, env queue.Envelope, body []byte) string 
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	e.envs[w.ID()] = w.Envelope()
 	return w.ID()
 }
 
@@ -182,7 +168,7 @@ func TestDeliverToTwoLocalAccounts(t *testing.T) {
 			{Addr: "info@example.org", Account: "bob@example.org"},
 		},
 	}, body)
-	e.sched.Enqueue(id)
+	e.sched.Enqueue(e.envs[id])
 	waitUntil(t, 10*time.Second, "both copies and an empty queue", func() bool {
 		n, _ := e.spool.Len()
 		return n == 0 && len(e.maildirFiles("alice@example.org")) == 1 && len(e.maildirFiles("bob@example.org")) == 1
@@ -228,7 +214,7 @@ func TestNullSenderReturnPath(t *testing.T) {
 	e.start(t)
 	id := e.commit(t, queue.Envelope{From: "", Origin: queue.OriginInbound,
 		Recipients: []queue.Recipient{{Addr: "alice@example.org", Account: "alice@example.org"}}}, body)
-	e.sched.Enqueue(id)
+	e.sched.Enqueue(e.envs[id])
 	waitUntil(t, 10*time.Second, "the copy", func() bool { return len(e.maildirFiles("alice@example.org")) == 1 })
 	if got := e.maildirFiles("alice@example.org")[0]; !strings.HasPrefix(got, "Return-Path: <>\r\nDelivered-To: alice@example.org\r\n") {
 		t.Errorf("copy starts %q", got[:60])
@@ -249,7 +235,7 @@ func TestRemoteRecipientsStayQueued(t *testing.T) {
 			{Addr: "bob@example.org", Account: "bob@example.org"},
 		},
 	}, body)
-	e.sched.Enqueue(id)
+	e.sched.Enqueue(e.envs[id])
 	waitUntil(t, 10*time.Second, "the local copy", func() bool { return len(e.maildirFiles("bob@example.org")) == 1 })
 	waitUntil(t, 5*time.Second, "the state of the local recipient", func() bool {
 		st, ok := e.state(t, id)
@@ -292,7 +278,7 @@ func TestFailingMaildirRetriedWithBackoff(t *testing.T) {
 	e.start(t)
 	id := e.commit(t, queue.Envelope{From: "sender@remote.test", Origin: queue.OriginInbound,
 		Recipients: []queue.Recipient{{Addr: "carol@example.org", Account: "carol@example.org"}}}, body)
-	e.sched.Enqueue(id)
+	e.sched.Enqueue(e.envs[id])
 
 	type seen struct {
 		st queue.RcptState
@@ -314,8 +300,10 @@ func TestFailingMaildirRetriedWithBackoff(t *testing.T) {
 		if h.st.Done || h.st.Failed {
 			t.Fatalf("attempt %d: state %+v: a local write error must defer, not fail", h.st.Attempts, h.st)
 		}
-		if h.st.Last == "" || !strings.Contains(h.st.Last, "maildir") {
-			t.Errorf("attempt %d: last error %q does not say what failed", h.st.Attempts, h.st.Last)
+		// The recorded reply may reach a person (a DSN, kanmon queue
+		// show): a reply in plain words, no file path.
+		if !strings.HasPrefix(h.st.Last, "451 4.2.0 ") || strings.Contains(h.st.Last, "/") {
+			t.Errorf("attempt %d: last error %q: want a 451 4.2.0 reply without a path", h.st.Attempts, h.st.Last)
 		}
 		if h.st.Next.IsZero() {
 			t.Errorf("attempt %d: next attempt %v not recorded", h.st.Attempts, h.st.Next)
@@ -323,6 +311,13 @@ func TestFailingMaildirRetriedWithBackoff(t *testing.T) {
 		if i > 0 && h.st.Attempts != history[i-1].st.Attempts+1 {
 			t.Logf("attempts seen: %d after %d (an intermediate state was not observed)", h.st.Attempts, history[i-1].st.Attempts)
 		}
+	}
+	// The path is for the operator: in the log line's err.
+	if !e.logs.Has("delivery", func(l map[string]any) bool {
+		err, _ := l["err"].(string)
+		return l["queue_id"] == id && l["result"] == "deferred" && strings.Contains(err, broken)
+	}) {
+		t.Errorf("no deferred delivery line whose err names the Maildir %s", broken)
 	}
 	// The gap between consecutive planned attempts is the backoff of the
 	// later attempt (plus scheduling slack): 200ms, 400ms, 800ms (capped).
@@ -422,7 +417,7 @@ func TestHeldMessageWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.start(t)
-	e.sched.Enqueue(id)
+	e.sched.Enqueue(e.envs[id])
 	time.Sleep(3 * retryMax)
 	if n := len(e.maildirFiles("alice@example.org")); n != 0 {
 		t.Errorf("a held message was delivered (%d copies)", n)
@@ -455,7 +450,7 @@ func TestManyMessagesConcurrently(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			e.sched.Enqueue(w.ID())
+			e.sched.Enqueue(w.Envelope())
 		}()
 	}
 	wg.Wait()

@@ -1,10 +1,11 @@
-package delivery
+package remote
 
 import (
 	"io"
 	"net/textproto"
 	"time"
 
+	"kanmon/internal/courier"
 	"kanmon/internal/queue"
 )
 
@@ -33,8 +34,8 @@ func (t *txReplies) accepted() int {
 // results is the one place replies become per-recipient results, however
 // the commands were sent: each recipient gets the first refusal on its
 // way (MAIL, its RCPT, DATA) or else the reply after the final dot.
-func (t *txReplies) results(rcpts []string, mx, tlsVer string) []Result {
-	out := make([]Result, len(rcpts))
+func (t *txReplies) results(rcpts []string, mx, tlsVer string) []courier.Result {
+	out := make([]courier.Result, len(rcpts))
 	for i, a := range rcpts {
 		rp := t.final
 		switch {
@@ -50,10 +51,10 @@ func (t *txReplies) results(rcpts []string, mx, tlsVer string) []Result {
 		if rp == nil {
 			// Cannot happen with the replies transaction collects; never
 			// report a delivery that was not confirmed.
-			out[i] = Result{Rcpt: a, Code: 451, Enhanced: enhProtocol, Text: "no reply for this recipient", MX: mx, TLS: tlsVer}
+			out[i] = courier.Result{Rcpt: a, Code: 451, Enhanced: enhProtocol, Text: "no reply for this recipient", MX: mx, TLS: tlsVer}
 			continue
 		}
-		out[i] = Result{Rcpt: a, OK: rp.positive(), Permanent: rp.code >= 500, Code: rp.code,
+		out[i] = courier.Result{Rcpt: a, OK: rp.positive(), Permanent: rp.code >= 500, Code: rp.code,
 			Enhanced: rp.enhanced, Text: rp.text, MX: mx, TLS: tlsVer}
 	}
 	return out

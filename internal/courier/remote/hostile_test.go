@@ -1,10 +1,12 @@
-package delivery
+package remote
 
 import (
 	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
+	"kanmon/internal/courier"
+	"kanmon/internal/testutil/smtppeer"
 	"net"
 	"runtime"
 	"strings"
@@ -102,7 +104,7 @@ const heapGrowthLimit = 16 << 20
 // (sampled). If the heap grows past 4 times the limit the attempt is cut
 // short (the peer stops and the context is cancelled), so a client
 // without bounds fails the test instead of taking the machine down.
-func attack(t *testing.T, p *hostilePeer, mutate func(*Remote)) ([]Result, time.Duration, uint64) {
+func attack(t *testing.T, p *hostilePeer, mutate func(*Remote)) ([]courier.Result, time.Duration, uint64) {
 	t.Helper()
 	r := &Remote{HeloName: "mx.example.org", Routes: map[string]string{"remote.test": p.addr},
 		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second}
@@ -142,7 +144,7 @@ func attack(t *testing.T, p *hostilePeer, mutate func(*Remote)) ([]Result, time.
 	}()
 	env := ownUser("bob@remote.test")
 	start := time.Now()
-	res := r.Deliver(ctx, &env, "remote.test", []string{"bob@remote.test"},
+	res := r.Send(ctx, &env, "remote.test", []string{"bob@remote.test"},
 		func() io.Reader { return strings.NewReader(testMessage(env.From, "bob@remote.test", "attack")) })
 	took := time.Since(start)
 	close(done)
@@ -152,7 +154,7 @@ func attack(t *testing.T, p *hostilePeer, mutate func(*Remote)) ([]Result, time.
 
 // checkDeferred asserts one temporary failure with the enhanced code and
 // a text containing want, in at most maxTime, with small heap growth.
-func checkDeferred(t *testing.T, res []Result, took time.Duration, growth uint64, enh, want string, maxTime time.Duration) {
+func checkDeferred(t *testing.T, res []courier.Result, took time.Duration, growth uint64, enh, want string, maxTime time.Duration) {
 	t.Helper()
 	if growth > heapGrowthLimit {
 		t.Errorf("heap grew by %d MB during the attempt, limit %d MB", growth>>20, heapGrowthLimit>>20)
@@ -291,7 +293,7 @@ func TestRemoteHostileAfterSTARTTLS(t *testing.T) {
 		}
 	})
 	t.Run("inside-tls", func(t *testing.T) {
-		cfg := peerTLS(t)
+		cfg := smtppeer.TLSConfig(t)
 		p := startHostile(t, func(p *hostilePeer, _ int, c net.Conn, br *bufio.Reader) {
 			io.WriteString(c, "220 hostile.test ESMTP\r\n")
 			readCmd(br)
@@ -311,25 +313,4 @@ func TestRemoteHostileAfterSTARTTLS(t *testing.T) {
 			t.Errorf("%d connections, want 1", n)
 		}
 	})
-}
-
-// TestRemoteHostileLogged: the scheduler's delivery line for such an
-// attempt carries the queue id, the peer and the reason, and the message
-// stays queued.
-func TestRemoteHostileLogged(t *testing.T) {
-	p := startHostile(t, func(p *hostilePeer, _ int, c net.Conn, _ *bufio.Reader) {
-		io.WriteString(c, "220 ")
-		p.stream(c, []byte(strings.Repeat("x", 64<<10)), 1<<30)
-	})
-	e := newEnv(t, func(s *Scheduler) { s.Remote.Routes["remote.test"] = p.addr })
-	id := e.submit(t, ownUser("bob@remote.test"), testMessage("alice@example.org", "bob@remote.test", "hostile"))
-	waitFor(t, "a deferred delivery line", func() bool {
-		return hasLog(e.logs, "delivery", func(l map[string]any) bool {
-			return l["queue_id"] == id && l["result"] == "deferred" && l["mx"] == "127.0.0.1" &&
-				strings.HasPrefix(l["reply"].(string), "451 4.4.2 "+p.addr+": greeting: remote server sent a reply line over 4096 bytes")
-		})
-	})
-	if e.queueEmpty() {
-		t.Errorf("the message left the queue")
-	}
 }

@@ -1,7 +1,11 @@
-package delivery
+package scheduler
 
 import (
 	"context"
+	"kanmon/internal/courier/local"
+	"kanmon/internal/courier/remote"
+	"kanmon/internal/testutil/logbuf"
+	"kanmon/internal/testutil/smtppeer"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,7 +24,7 @@ import (
 type run struct {
 	spool *queue.Spool
 	sched *Scheduler
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 	stop  func() // a clean stop: cancel and wait for the workers
 }
 
@@ -33,14 +37,14 @@ func startRun(t *testing.T, dir, route string) *run {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &run{spool: spool, logs: &syncBuffer{}}
+	r := &run{spool: spool, logs: &logbuf.Buffer{}}
 	r.sched = &Scheduler{
-		Spool: spool, MailRoot: filepath.Join(dir, "mail"), Log: logging.New(r.logs, "json", slog.LevelDebug),
+		Spool: spool, Local: &local.Courier{MailRoot: filepath.Join(dir, "mail")}, Log: logging.New(r.logs, "json", slog.LevelDebug),
 		Metrics: metrics.New(func() float64 { return 0 }, func() float64 { return 0 }),
-		Workers: 2, RetryMin: time.Hour, RetryMax: time.Hour, Hostname: "mx.example.org", Tick: 20 * time.Millisecond,
+		Workers: 2, RetryMin: time.Hour, RetryMax: time.Hour, Tick: 20 * time.Millisecond,
 	}
 	if route != "" {
-		r.sched.Remote = &Remote{HeloName: "mx.example.org", Routes: map[string]string{"remote.test": route},
+		r.sched.Remote = &remote.Remote{HeloName: "mx.example.org", Routes: map[string]string{"remote.test": route},
 			// Short: a clean stop waits for a silent greeting to time out
 			// (the plain-text prelude does not watch ctx).
 			ConnectTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second}
@@ -130,19 +134,17 @@ func crashDuringAttempt(t *testing.T, dir, id string) {
 // in flight on disk; when the attempt ends (the peer hangs up: deferred),
 // the mark is gone.
 func TestAttemptMarkedInFlightUntilItEnds(t *testing.T) {
-	p := startPeer(t, &peer{hang: make(chan struct{})})
+	p := smtppeer.Start(t, &smtppeer.Peer{Hang: make(chan struct{})})
 	dir := t.TempDir()
 	id := commitTo(t, dir, ownUser("bob@remote.test"))
-	r := startRun(t, dir, p.addr)
+	r := startRun(t, dir, p.Addr)
 	waitFor(t, "the attempt's connection", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.conns == 1
+		return p.Conns() == 1
 	})
 	if got := r.inFlight(t); !reflect.DeepEqual(got, []string{id}) {
 		t.Fatalf("in flight during the attempt = %v, want [%s]", got, id)
 	}
-	close(p.hang)
+	close(p.Hang)
 	waitFor(t, "the deferred attempt", func() bool { return r.state(t, id).Rcpts[0].Attempts == 1 })
 	waitFor(t, "the mark to be cleared", func() bool { return len(r.inFlight(t)) == 0 })
 }
@@ -151,19 +153,17 @@ func TestAttemptMarkedInFlightUntilItEnds(t *testing.T) {
 // attempt short; it leaves no marker (the next start counts nothing) and
 // does not reset the count of earlier unclean stops either.
 func TestCleanStopDuringAttemptLeavesNoMark(t *testing.T) {
-	p := startPeer(t, &peer{hang: make(chan struct{})})
-	defer close(p.hang)
+	p := smtppeer.Start(t, &smtppeer.Peer{Hang: make(chan struct{})})
+	defer close(p.Hang)
 	dir := t.TempDir()
 	id := commitTo(t, dir, ownUser("bob@remote.test"))
 	crashDuringAttempt(t, dir, id)
-	r := startRun(t, dir, p.addr)
+	r := startRun(t, dir, p.Addr)
 	if n := r.state(t, id).UncleanStops; n != 1 {
 		t.Fatalf("unclean_stops after the first restart = %d, want 1", n)
 	}
 	waitFor(t, "the attempt's connection", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.conns == 1
+		return p.Conns() == 1
 	})
 	r.stop()
 	if got := r.inFlight(t); len(got) != 0 {
@@ -193,7 +193,7 @@ func TestTwoUncleanStopsHoldTheMessage(t *testing.T) {
 	if st := r1.state(t, id); st.UncleanStops != 1 || st.Held {
 		t.Fatalf("after unclean stop 1: unclean_stops = %d held = %v, want 1 and false", st.UncleanStops, st.Held)
 	}
-	if !hasLog(r1.logs, "queue", func(l map[string]any) bool {
+	if !r1.logs.Has("queue", func(l map[string]any) bool {
 		return l["op"] == "unclean_stop" && l["queue_id"] == id && l["unclean_stops"] == 1.0
 	}) {
 		t.Errorf("no queue op=unclean_stop line:\n%s", r1.logs.String())
@@ -213,7 +213,7 @@ func TestTwoUncleanStopsHoldTheMessage(t *testing.T) {
 	if st.UncleanStops != 2 || !st.Held || st.HoldReason != want {
 		t.Fatalf("after unclean stop 2: %+v, want held with reason %q", st, want)
 	}
-	if !hasLog(r2.logs, "queue", func(l map[string]any) bool {
+	if !r2.logs.Has("queue", func(l map[string]any) bool {
 		return l["op"] == "held" && l["queue_id"] == id && l["reason"] == want && l["unclean_stops"] == 2.0
 	}) {
 		t.Errorf("no queue op=held line with the reason:\n%s", r2.logs.String())

@@ -1,4 +1,20 @@
-package delivery
+// Package remote is the courier for recipients on other servers: it
+// chooses where to connect (smarthost, static route, address literal, or
+// MX lookup through the one resolver) and speaks SMTP there with
+// kanmon's own bounded client (smtpclient.go, smtptx.go), one session per
+// attempt and domain.
+//
+// SECURITY: remote peers and DNS answers are untrusted. Every reply is
+// read with bounds and recorded as text; it never chooses a file or a
+// host outside the resolver's answers. TLS to MX hosts is opportunistic
+// and unverified (no MTA-STS or DANE yet); TLS to the smarthost is
+// verified, and its credentials are sent only over TLS and never logged.
+//
+// Tests: the client's own (reply bounds, hostile and pipelining peers, the
+// reply parser's fuzz corpus, address literals) are here; deliveries
+// through the scheduler to real peers (smtp-sink, Postfix, a smarthost,
+// broken TLS, MX lookups on a mock resolver) are in internal/scheduler.
+package remote
 
 import (
 	"context"
@@ -13,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"kanmon/internal/courier"
 	"kanmon/internal/dnsresolve"
 	"kanmon/internal/queue"
 )
@@ -66,39 +83,6 @@ type Remote struct {
 	MaxHosts int
 }
 
-// Result is the outcome of one attempt for one recipient.
-type Result struct {
-	Rcpt string
-	// OK is set when the peer accepted the message for this recipient.
-	OK bool
-	// Permanent is set on a final failure (5xx, null MX, no such domain).
-	Permanent bool
-	// Code and Enhanced are the peer's reply (or ours, for a local
-	// decision such as a null MX); Text the reply text or error.
-	Code     int
-	Enhanced string
-	Text     string
-	// MX is the host that answered ("" when none was reached); TLS the
-	// TLS version used ("" for plain text).
-	MX  string
-	TLS string
-}
-
-// Reply renders the result as an SMTP-style reply line.
-func (r Result) Reply() string {
-	var b strings.Builder
-	if r.Code != 0 {
-		b.WriteString(strconv.Itoa(r.Code))
-		b.WriteByte(' ')
-	}
-	if r.Enhanced != "" {
-		b.WriteString(r.Enhanced)
-		b.WriteByte(' ')
-	}
-	b.WriteString(r.Text)
-	return b.String()
-}
-
 // hop is one place to connect to.
 type hop struct {
 	host      string // name for TLS and logs
@@ -106,18 +90,27 @@ type hop struct {
 	smarthost bool
 }
 
-// Deliver makes one attempt to deliver the message to rcpts, all in
-// domain, and returns one Result per recipient in the same order.
-func (r *Remote) Deliver(ctx context.Context, env *queue.Envelope, domain string, rcpts []string, body func() io.Reader) []Result {
+// Deliver is the Courier: one attempt for rcpts, which the scheduler
+// groups by domain (the first recipient's domain is used for all).
+func (r *Remote) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Recipient) []courier.Result {
+	if len(rcpts) == 0 {
+		return nil
+	}
+	return r.Send(ctx, &msg.Envelope, courier.DomainOf(rcpts[0].Addr), courier.Addrs(rcpts), msg.Body)
+}
+
+// Send makes one attempt to deliver the message to rcpts, all in
+// domain, and returns one courier.Result per recipient in the same order.
+func (r *Remote) Send(ctx context.Context, env *queue.Envelope, domain string, rcpts []string, body func() io.Reader) []courier.Result {
 	hops, fail := r.route(ctx, domain)
 	if fail != nil {
-		return all(rcpts, *fail)
+		return courier.All(rcpts, *fail)
 	}
 	maxHosts := r.MaxHosts
 	if maxHosts <= 0 {
 		maxHosts = 5
 	}
-	last := Result{Code: 451, Enhanced: "4.4.1", Text: "no mail server for " + domain + " answered"}
+	last := courier.Result{Code: 451, Enhanced: "4.4.1", Text: "no mail server for " + domain + " answered"}
 	for i, h := range hops {
 		if i >= maxHosts || ctx.Err() != nil {
 			break
@@ -131,23 +124,14 @@ func (r *Remote) Deliver(ctx context.Context, env *queue.Envelope, domain string
 		if err == nil {
 			return res
 		}
-		last = Result{Code: 451, Enhanced: enhancedOf(err), Text: err.Error(), MX: h.host}
+		last = courier.Result{Code: 451, Enhanced: enhancedOf(err), Text: err.Error(), MX: h.host}
 	}
-	return all(rcpts, last)
-}
-
-func all(rcpts []string, r Result) []Result {
-	out := make([]Result, len(rcpts))
-	for i, a := range rcpts {
-		out[i] = r
-		out[i].Rcpt = a
-	}
-	return out
+	return courier.All(rcpts, last)
 }
 
 // route returns where to connect for domain, or the result for every
 // recipient when no connection can be made (DNS failure, null MX).
-func (r *Remote) route(ctx context.Context, domain string) ([]hop, *Result) {
+func (r *Remote) route(ctx context.Context, domain string) ([]hop, *courier.Result) {
 	if r.Smarthost != "" {
 		host, _, _ := net.SplitHostPort(r.Smarthost)
 		return r.expand(ctx, host, r.Smarthost, true)
@@ -170,9 +154,9 @@ func (r *Remote) route(ctx context.Context, domain string) ([]hop, *Result) {
 		// RFC 5321 5.1: no MX records, so the domain itself is the host.
 		names = []string{domain}
 	case err != nil:
-		return nil, &Result{Code: 451, Enhanced: "4.4.3", Text: "DNS: " + err.Error()}
+		return nil, &courier.Result{Code: 451, Enhanced: "4.4.3", Text: "DNS: " + err.Error()}
 	case dnsresolve.IsNullMX(mxs):
-		return nil, &Result{Permanent: true, Code: 556, Enhanced: "5.1.10", Text: domain + " accepts no mail (null MX, RFC 7505)"}
+		return nil, &courier.Result{Permanent: true, Code: 556, Enhanced: "5.1.10", Text: domain + " accepts no mail (null MX, RFC 7505)"}
 	default:
 		for _, mx := range mxs {
 			names = append(names, strings.TrimSuffix(mx.Host, "."))
@@ -197,19 +181,19 @@ func (r *Remote) route(ctx context.Context, domain string) ([]hop, *Result) {
 	}
 	if len(hops) == 0 {
 		if tempErr != nil {
-			return nil, &Result{Code: 451, Enhanced: "4.4.3", Text: "DNS: " + tempErr.Error()}
+			return nil, &courier.Result{Code: 451, Enhanced: "4.4.3", Text: "DNS: " + tempErr.Error()}
 		}
-		return nil, &Result{Permanent: true, Code: 550, Enhanced: "5.1.2", Text: domain + " has no MX or address records"}
+		return nil, &courier.Result{Permanent: true, Code: 550, Enhanced: "5.1.2", Text: domain + " has no MX or address records"}
 	}
 	return hops, nil
 }
 
 // literalHop is the hop for an address literal, "[192.0.2.1]" or
 // "[IPv6:2001:db8::1]": the address itself, no DNS (RFC 5321 4.1.3).
-func literalHop(domain string, port int) ([]hop, *Result) {
+func literalHop(domain string, port int) ([]hop, *courier.Result) {
 	ip, ok := parseLiteral(domain)
 	if !ok {
-		return nil, &Result{Permanent: true, Code: 550, Enhanced: "5.1.2", Text: domain + " is not a usable address literal"}
+		return nil, &courier.Result{Permanent: true, Code: 550, Enhanced: "5.1.2", Text: domain + " is not a usable address literal"}
 	}
 	return []hop{{host: ip.String(), addr: net.JoinHostPort(ip.String(), strconv.Itoa(port))}}, nil
 }
@@ -235,7 +219,7 @@ func parseLiteral(domain string) (netip.Addr, bool) {
 }
 
 // expand resolves a configured host:port (an IP literal is used as is).
-func (r *Remote) expand(ctx context.Context, host, addr string, smart bool) ([]hop, *Result) {
+func (r *Remote) expand(ctx context.Context, host, addr string, smart bool) ([]hop, *courier.Result) {
 	_, port, _ := net.SplitHostPort(addr)
 	if _, err := netip.ParseAddr(host); err == nil {
 		return []hop{{host: host, addr: addr, smarthost: smart}}, nil
@@ -244,7 +228,7 @@ func (r *Remote) expand(ctx context.Context, host, addr string, smart bool) ([]h
 	if err != nil {
 		// A configured next hop that does not resolve is an operator
 		// problem: never bounce for it, retry.
-		return nil, &Result{Code: 451, Enhanced: "4.4.3", Text: "DNS: " + err.Error()}
+		return nil, &courier.Result{Code: 451, Enhanced: "4.4.3", Text: "DNS: " + err.Error()}
 	}
 	var hops []hop
 	for _, ip := range ips {
@@ -265,7 +249,7 @@ func (r *Remote) helo() string {
 // gave no answer about the recipients (connection, greeting, TLS, EHLO or
 // AUTH failed, or the peer broke a bound): try the next one. Replies to
 // MAIL, RCPT and DATA are results.
-func (r *Remote) session(ctx context.Context, h hop, env *queue.Envelope, rcpts []string, body func() io.Reader, noTLS bool) ([]Result, error) {
+func (r *Remote) session(ctx context.Context, h hop, env *queue.Envelope, rcpts []string, body func() io.Reader, noTLS bool) ([]courier.Result, error) {
 	ct := cmp(r.ConnectTimeout, 30*time.Second)
 	dataTimeout := cmp(r.DataTimeout, 10*time.Minute)
 	// The whole session ends by this deadline, however slowly the peer
@@ -291,7 +275,7 @@ func (r *Remote) session(ctx context.Context, h hop, env *queue.Envelope, rcpts 
 	}
 	if env.SMTPUTF8 && !c.has("SMTPUTF8") {
 		c.quit()
-		return all(rcpts, Result{Permanent: true, Code: 553, Enhanced: "5.6.7", MX: h.host, TLS: c.tls,
+		return courier.All(rcpts, courier.Result{Permanent: true, Code: 553, Enhanced: "5.6.7", MX: h.host, TLS: c.tls,
 			Text: "the message needs SMTPUTF8 and " + h.host + " does not offer it"}), nil
 	}
 	pipeline := c.has("PIPELINING") && !r.NoPipelining

@@ -1,4 +1,4 @@
-package delivery
+package remote
 
 import (
 	"bufio"
@@ -63,7 +63,7 @@ func TestPipelinedTransaction(t *testing.T) {
 	env := ownUser("a@remote.test")
 	rcpts := []string{"a@remote.test", "nobody@remote.test", "c@remote.test"}
 	body := "Subject: p\r\n\r\n.leading dot\r\nend\r\n"
-	res := r.Deliver(context.Background(), &env, "remote.test", rcpts, func() io.Reader { return strings.NewReader(body) })
+	res := r.Send(context.Background(), &env, "remote.test", rcpts, func() io.Reader { return strings.NewReader(body) })
 	transcript := <-got
 	wantBatch := "MAIL FROM:<" + env.From + ">\r\nRCPT TO:<a@remote.test>\r\nRCPT TO:<nobody@remote.test>\r\nRCPT TO:<c@remote.test>\r\nDATA\r\n"
 	if !strings.HasPrefix(transcript, wantBatch) {

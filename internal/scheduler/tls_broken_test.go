@@ -1,4 +1,4 @@
-package delivery
+package scheduler
 
 import (
 	"bufio"
@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"io"
+	"kanmon/internal/courier/remote"
+	"kanmon/internal/testutil/smtppeer"
 	"net"
 	"net/netip"
 	"strconv"
@@ -39,7 +41,7 @@ type brokenTLSPeer struct {
 	mu       sync.Mutex
 	raw      []*bytes.Buffer // bytes received, one buffer per connection
 	starttls []int           // connection numbers that sent STARTTLS
-	msgs     []peerMsg       // completed transactions (all in plain text)
+	msgs     []smtppeer.Msg  // completed transactions (all in plain text)
 	msgConn  []int           // connection number of each message
 }
 
@@ -47,7 +49,7 @@ func startBrokenTLSPeer(t *testing.T, mode string) *brokenTLSPeer {
 	t.Helper()
 	p := &brokenTLSPeer{mode: mode}
 	if mode == breakTLS10 {
-		cfg := peerTLS(t).Clone()
+		cfg := smtppeer.TLSConfig(t).Clone()
 		cfg.MinVersion = tls.VersionTLS10
 		cfg.MaxVersion = tls.VersionTLS10
 		p.tls = cfg
@@ -114,10 +116,10 @@ func (p *brokenTLSPeer) received() []string {
 	return out
 }
 
-func (p *brokenTLSPeer) snapshot() (msgs []peerMsg, msgConn, starttls []int) {
+func (p *brokenTLSPeer) snapshot() (msgs []smtppeer.Msg, msgConn, starttls []int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]peerMsg(nil), p.msgs...), append([]int(nil), p.msgConn...), append([]int(nil), p.starttls...)
+	return append([]smtppeer.Msg(nil), p.msgs...), append([]int(nil), p.msgConn...), append([]int(nil), p.starttls...)
 }
 
 func (p *brokenTLSPeer) serve(c net.Conn, n int, buf *bytes.Buffer) {
@@ -126,7 +128,7 @@ func (p *brokenTLSPeer) serve(c net.Conn, n int, buf *bytes.Buffer) {
 	br := bufio.NewReader(recorder{p, c, buf})
 	w := func(s string) { c.Write([]byte(s + "\r\n")) }
 	w("220 broken.test ESMTP")
-	var cur peerMsg
+	var cur smtppeer.Msg
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -136,7 +138,7 @@ func (p *brokenTLSPeer) serve(c net.Conn, n int, buf *bytes.Buffer) {
 		verb := strings.ToUpper(line)
 		switch {
 		case strings.HasPrefix(verb, "EHLO"):
-			cur = peerMsg{helo: strings.TrimSpace(line[4:])}
+			cur = smtppeer.Msg{Helo: strings.TrimSpace(line[4:])}
 			w("250-broken.test")
 			w("250-PIPELINING")
 			w("250-8BITMIME")
@@ -172,11 +174,11 @@ func (p *brokenTLSPeer) serve(c net.Conn, n int, buf *bytes.Buffer) {
 		case strings.HasPrefix(verb, "AUTH"):
 			w("535 5.7.8 no")
 		case strings.HasPrefix(verb, "MAIL FROM:"):
-			cur.from = strings.Trim(strings.Fields(line[10:] + " ")[0], "<>")
-			cur.rcpts = nil
+			cur.From = strings.Trim(strings.Fields(line[10:] + " ")[0], "<>")
+			cur.Rcpts = nil
 			w("250 2.1.0 ok")
 		case strings.HasPrefix(verb, "RCPT TO:"):
-			cur.rcpts = append(cur.rcpts, strings.Trim(line[8:], "<> "))
+			cur.Rcpts = append(cur.Rcpts, strings.Trim(line[8:], "<> "))
 			w("250 2.1.5 ok")
 		case verb == "DATA":
 			w("354 go on")
@@ -191,7 +193,7 @@ func (p *brokenTLSPeer) serve(c net.Conn, n int, buf *bytes.Buffer) {
 				}
 				data.WriteString(strings.TrimPrefix(l, "."))
 			}
-			cur.data = data.String()
+			cur.Data = data.String()
 			p.mu.Lock()
 			p.msgs = append(p.msgs, cur)
 			p.msgConn = append(p.msgConn, n)
@@ -224,8 +226,8 @@ func TestMXBrokenTLSFallsBackToPlain(t *testing.T) {
 				IP: map[string][]netip.Addr{"mx1.remote.test": {netip.MustParseAddr("127.0.0.1")}},
 			}
 			e := newEnv(t, func(s *Scheduler) {
-				s.Remote.Resolver = mock
-				s.Remote.Port, _ = strconv.Atoi(port)
+				rem(s).Resolver = mock
+				rem(s).Port, _ = strconv.Atoi(port)
 			})
 			subject := "broken-tls-" + mode
 			body := testMessage("alice@example.org", "bob@remote.test", subject)
@@ -246,17 +248,17 @@ func TestMXBrokenTLSFallsBackToPlain(t *testing.T) {
 				t.Errorf("%d connections, want 2 (TLS attempt, plain-text fallback)", got)
 			}
 			m := msgs[0]
-			if m.tls || m.helo != "mx.example.org" || m.from != "alice@example.org" ||
-				len(m.rcpts) != 1 || m.rcpts[0] != "bob@remote.test" || m.data != body {
+			if m.TLS || m.Helo != "mx.example.org" || m.From != "alice@example.org" ||
+				len(m.Rcpts) != 1 || m.Rcpts[0] != "bob@remote.test" || m.Data != body {
 				t.Errorf("peer got %+v\nwant plain text, EHLO mx.example.org, from alice, to bob, body\n%q", m, body)
 			}
-			if !hasLog(e.logs, "delivery", func(l map[string]any) bool {
+			if !e.logs.Has("delivery", func(l map[string]any) bool {
 				return l["queue_id"] == id && l["rcpt"] == "bob@remote.test" && l["result"] == "delivered" &&
 					l["mx"] == "mx1.remote.test" && l["tls"] == "" && strings.HasPrefix(l["reply"].(string), "250 ")
 			}) {
 				t.Errorf("no delivery line with result delivered, mx mx1.remote.test and no TLS version")
 			}
-			if hasLog(e.logs, "delivery", func(l map[string]any) bool { return l["queue_id"] == id && l["result"] != "delivered" }) {
+			if e.logs.Has("delivery", func(l map[string]any) bool { return l["queue_id"] == id && l["result"] != "delivered" }) {
 				t.Errorf("a deferred or failed delivery line for a message the fallback delivered")
 			}
 			if n := len(e.maildir("alice@example.org")); n != 0 {
@@ -270,11 +272,11 @@ func TestMXBrokenTLSFallsBackToPlain(t *testing.T) {
 // through a static route: one Result, OK, with no TLS version.
 func TestRemoteBrokenTLSResult(t *testing.T) {
 	p := startBrokenTLSPeer(t, breakGarbage)
-	r := &Remote{HeloName: "mx.example.org", Routes: map[string]string{"remote.test": p.addr},
+	r := &remote.Remote{HeloName: "mx.example.org", Routes: map[string]string{"remote.test": p.addr},
 		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second}
 	env := ownUser("bob@remote.test")
 	body := testMessage("alice@example.org", "bob@remote.test", "direct")
-	res := r.Deliver(context.Background(), &env, "remote.test", []string{"bob@remote.test"},
+	res := r.Send(context.Background(), &env, "remote.test", []string{"bob@remote.test"},
 		func() io.Reader { return strings.NewReader(body) })
 	if len(res) != 1 || !res[0].OK || res[0].TLS != "" || res[0].Code != 250 || res[0].Rcpt != "bob@remote.test" {
 		t.Fatalf("Deliver = %+v, want one OK result in plain text", res)
@@ -290,15 +292,15 @@ func TestSmarthostBrokenTLSNoPlaintext(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			p := startBrokenTLSPeer(t, mode)
 			e := newEnv(t, func(s *Scheduler) {
-				s.Remote.Smarthost = p.addr
-				s.Remote.SmarthostUser = "customer@isp.test"
-				s.Remote.SmarthostPassword = smarthostPassword
-				s.Remote.SmarthostRoots = x509.NewCertPool()
+				rem(s).Smarthost = p.addr
+				rem(s).SmarthostUser = "customer@isp.test"
+				rem(s).SmarthostPassword = smarthostPassword
+				rem(s).SmarthostRoots = x509.NewCertPool()
 			})
 			id := e.submit(t, ownUser("friend@far.test"), testMessage("alice@example.org", "friend@far.test", "smarthost-"+mode))
 			waitFor(t, "two deferred attempts", func() bool {
 				n := 0
-				for _, l := range logLines(e.logs, "delivery") {
+				for _, l := range e.logs.Lines("delivery") {
 					if l["queue_id"] == id && l["result"] == "deferred" {
 						n++
 						if !strings.Contains(l["reply"].(string), "TLS") {
@@ -308,7 +310,7 @@ func TestSmarthostBrokenTLSNoPlaintext(t *testing.T) {
 				}
 				return n >= 2
 			})
-			if hasLog(e.logs, "delivery", func(l map[string]any) bool { return l["result"] == "delivered" || l["result"] == "failed" }) {
+			if e.logs.Has("delivery", func(l map[string]any) bool { return l["result"] == "delivered" || l["result"] == "failed" }) {
 				t.Errorf("smarthost delivery with broken TLS was delivered or failed, want deferred only")
 			}
 			if e.queueEmpty() {

@@ -1,8 +1,9 @@
-package delivery
+package scheduler
 
 import (
 	"context"
 	"crypto/x509"
+	"kanmon/internal/testutil/logbuf"
 	"log/slog"
 	"net"
 	"os"
@@ -31,8 +32,14 @@ type smarthost struct {
 	spool             *queue.Spool
 	roots             *x509.CertPool
 	queued            chan string
-	logs              *syncBuffer
+	logs              *logbuf.Buffer
 }
+
+// idChan stands in for the smarthost's scheduler: it passes on the ids
+// of committed messages.
+type idChan chan string
+
+func (c idChan) Enqueue(env *queue.Envelope) { c <- env.ID }
 
 func startSmarthost(t *testing.T) *smarthost {
 	t.Helper()
@@ -69,14 +76,14 @@ func startSmarthost(t *testing.T) *smarthost {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh := &smarthost{spool: spool, roots: roots, queued: make(chan string, 10), logs: &syncBuffer{}}
+	sh := &smarthost{spool: spool, roots: roots, queued: make(chan string, 10), logs: &logbuf.Buffer{}}
 	srv := smtpd.New(smtpd.Deps{
 		Config: cfg, Spool: spool, TLS: certs.Config(),
-		Auth:    auth.New(db, auth.NewThrottle(auth.ThrottleConfig{Window: time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: time.Millisecond})),
-		Policy:  policy.NewEngine(policy.Domains{Local: map[string]bool{"isp.test": true}, Relay: map[string]bool{}}, db, true),
-		Logger:  logging.New(sh.logs, "json", slog.LevelInfo),
-		Metrics: metrics.New(func() float64 { return 0 }, func() float64 { return 0 }),
-		Queued:  func(id string) { sh.queued <- id },
+		Auth:      auth.New(db, auth.NewThrottle(auth.ThrottleConfig{Window: time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: time.Millisecond})),
+		Policy:    policy.NewEngine(policy.Domains{Local: map[string]bool{"isp.test": true}, Relay: map[string]bool{}}, db, true),
+		Logger:    logging.New(sh.logs, "json", slog.LevelInfo),
+		Metrics:   metrics.New(func() float64 { return 0 }, func() float64 { return 0 }),
+		Scheduler: idChan(sh.queued),
 	})
 	for _, role := range []smtpd.Role{smtpd.RoleSubmission, smtpd.RoleSMTPS} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,11 +115,11 @@ func TestSmarthostSubmission(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := tc.addr
 			e := newEnv(t, func(s *Scheduler) {
-				s.Remote.Smarthost = addr
-				s.Remote.SmarthostUser = "customer@isp.test"
-				s.Remote.SmarthostPassword = smarthostPassword
-				s.Remote.SmarthostRoots = sh.roots
-				s.Remote.ImplicitTLS = tc.name == "implicit-tls"
+				rem(s).Smarthost = addr
+				rem(s).SmarthostUser = "customer@isp.test"
+				rem(s).SmarthostPassword = smarthostPassword
+				rem(s).SmarthostRoots = sh.roots
+				rem(s).ImplicitTLS = tc.name == "implicit-tls"
 			})
 			env := ownUser("friend@far.test")
 			env.From = "customer@isp.test"
@@ -133,7 +140,7 @@ func TestSmarthostSubmission(t *testing.T) {
 				t.Errorf("smarthost envelope %+v", m.Envelope)
 			}
 			waitFor(t, "queue to empty", e.queueEmpty)
-			if !hasLog(e.logs, "delivery", func(l map[string]any) bool {
+			if !e.logs.Has("delivery", func(l map[string]any) bool {
 				return l["result"] == "delivered" && strings.HasPrefix(l["tls"].(string), "TLS 1.")
 			}) {
 				t.Errorf("no delivered line over TLS")
@@ -151,15 +158,15 @@ func TestSmarthostSubmission(t *testing.T) {
 func TestSmarthostBadPasswordDefers(t *testing.T) {
 	sh := startSmarthost(t)
 	e := newEnv(t, func(s *Scheduler) {
-		s.Remote.Smarthost = sh.submission
-		s.Remote.SmarthostUser = "customer@isp.test"
-		s.Remote.SmarthostPassword = "wrong password"
-		s.Remote.SmarthostRoots = sh.roots
+		rem(s).Smarthost = sh.submission
+		rem(s).SmarthostUser = "customer@isp.test"
+		rem(s).SmarthostPassword = "wrong password"
+		rem(s).SmarthostRoots = sh.roots
 	})
 	env := ownUser("friend@far.test")
 	id := e.submit(t, env, testMessage("alice@example.org", "friend@far.test", "bad-auth"))
 	waitFor(t, "a deferred attempt", func() bool {
-		return hasLog(e.logs, "delivery", func(l map[string]any) bool {
+		return e.logs.Has("delivery", func(l map[string]any) bool {
 			return l["queue_id"] == id && l["result"] == "deferred" && strings.Contains(l["reply"].(string), "AUTH")
 		})
 	})
@@ -176,14 +183,14 @@ func TestSmarthostBadPasswordDefers(t *testing.T) {
 func TestSmarthostUnverifiedCertRefused(t *testing.T) {
 	sh := startSmarthost(t)
 	e := newEnv(t, func(s *Scheduler) {
-		s.Remote.Smarthost = sh.submission
-		s.Remote.SmarthostUser = "customer@isp.test"
-		s.Remote.SmarthostPassword = smarthostPassword
-		s.Remote.SmarthostRoots = x509.NewCertPool() // trusts nothing
+		rem(s).Smarthost = sh.submission
+		rem(s).SmarthostUser = "customer@isp.test"
+		rem(s).SmarthostPassword = smarthostPassword
+		rem(s).SmarthostRoots = x509.NewCertPool() // trusts nothing
 	})
 	id := e.submit(t, ownUser("friend@far.test"), testMessage("alice@example.org", "friend@far.test", "mitm"))
 	waitFor(t, "a deferred attempt", func() bool {
-		return hasLog(e.logs, "delivery", func(l map[string]any) bool {
+		return e.logs.Has("delivery", func(l map[string]any) bool {
 			return l["queue_id"] == id && l["result"] == "deferred" && strings.Contains(l["reply"].(string), "TLS")
 		})
 	})

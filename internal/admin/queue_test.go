@@ -1,8 +1,17 @@
-package delivery
+package admin_test
 
 import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"time"
+
 	"encoding/json"
 	"io"
+	"kanmon/internal/admin"
+	"kanmon/internal/logging"
+	"kanmon/internal/scheduler"
+	"kanmon/internal/testutil/logbuf"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,20 +26,20 @@ import (
 // domain, lane), hold, release and delete through the admin handler, as
 // `kanmon queue` uses them; changes need POST with X-Kanmon-Admin.
 func TestAdminQueueCommands(t *testing.T) {
-	e := newEnv(t, func(s *Scheduler) { s.Remote = nil }) // nothing leaves: remote mail stays queued
+	e := newEnv(t) // no courier: the mail stays queued
 	idA := e.submit(t, ownUser("bob@remote.test"), testMessage("alice@example.org", "bob@remote.test", "a"))
 	idB := e.submit(t, queue.Envelope{From: "", Origin: queue.OriginInbound, ClientIP: "192.0.2.7",
 		Recipients: []queue.Recipient{{Addr: "x@partner.test"}}}, testMessage("", "x@partner.test", "b"))
-	srv := httptest.NewServer(e.sched.AdminHandler())
+	srv := httptest.NewServer(admin.QueueHandler(e.sched, e.log))
 	defer srv.Close()
-	list := func(q string) []Info {
+	list := func(q string) []scheduler.Info {
 		t.Helper()
 		resp, err := http.Get(srv.URL + "/queue/list?" + q)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var out []Info
+		var out []scheduler.Info
 		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +63,7 @@ func TestAdminQueueCommands(t *testing.T) {
 	if l := list(""); len(l) != 2 {
 		t.Fatalf("list: %d messages, want 2", len(l))
 	}
-	if l := list("sender=%3C%3E"); len(l) != 1 || l[0].ID != idB || l[0].Lane != LaneBounce {
+	if l := list("sender=%3C%3E"); len(l) != 1 || l[0].ID != idB || l[0].Lane != scheduler.LaneBounce {
 		t.Errorf("list sender=<>: %+v", l)
 	}
 	if l := list("domain=remote.test&lane=normal"); len(l) != 1 || l[0].ID != idA {
@@ -88,46 +97,16 @@ func TestAdminQueueCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var in Info
+	var in scheduler.Info
 	json.NewDecoder(resp.Body).Decode(&in)
 	resp.Body.Close()
 	if !strings.Contains(in.Headers, "Subject: a\r\n") {
 		t.Errorf("show: headers %q", in.Headers)
 	}
-	if !hasLog(e.logs, "queue", func(l map[string]any) bool {
+	if !e.logs.Has("queue", func(l map[string]any) bool {
 		return l["queue_id"] == idB && l["op"] == "removed" && l["reason"] == "operator"
 	}) {
 		t.Errorf("no queue op=removed reason=operator line")
-	}
-}
-
-// TestQueueMetrics: /metrics carries queue depth per lane, the oldest
-// message's age and deliveries by outcome.
-func TestQueueMetrics(t *testing.T) {
-	e := newEnv(t, func(s *Scheduler) { s.Remote = nil })
-	e.submit(t, ownUser("bob@remote.test"), testMessage("alice@example.org", "bob@remote.test", "m1"))
-	e.submit(t, queue.Envelope{From: "", Origin: queue.OriginLocal, Recipients: []queue.Recipient{{Addr: "x@remote.test"}}}, testMessage("", "x@remote.test", "m2"))
-	got := map[string]float64{}
-	mfs, err := e.sched.Metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range m.GetLabel() {
-				key += "," + l.GetName() + "=" + l.GetValue()
-			}
-			if m.Gauge != nil {
-				got[key] = m.Gauge.GetValue()
-			}
-		}
-	}
-	if got["kanmon_queue_lane_messages,lane=normal"] != 1 || got["kanmon_queue_lane_messages,lane=bounce"] != 1 {
-		t.Errorf("lane depths: %v", got)
-	}
-	if _, ok := got["kanmon_queue_oldest_age_seconds"]; !ok {
-		t.Errorf("no kanmon_queue_oldest_age_seconds")
 	}
 }
 
@@ -146,9 +125,9 @@ func openFDs(t *testing.T) int {
 // behind. (Apply opened the message to see that it exists and never
 // closed it.)
 func TestAdminNoFileLeak(t *testing.T) {
-	e := newEnv(t, func(s *Scheduler) { s.Remote = nil })
+	e := newEnv(t)
 	id := e.submit(t, ownUser("bob@remote.test"), testMessage("alice@example.org", "bob@remote.test", "leak"))
-	srv := httptest.NewServer(e.sched.AdminHandler())
+	srv := httptest.NewServer(admin.QueueHandler(e.sched, e.log))
 	defer srv.Close()
 	do := func(method, path string) {
 		t.Helper()
@@ -182,8 +161,8 @@ func TestAdminNoFileLeak(t *testing.T) {
 // TestAdminErrorsNameNoPath: an error reply says what is wrong in plain
 // words and never shows a file path of the server (that goes to the log).
 func TestAdminErrorsNameNoPath(t *testing.T) {
-	e := newEnv(t, func(s *Scheduler) { s.Remote = nil })
-	srv := httptest.NewServer(e.sched.AdminHandler())
+	e := newEnv(t)
+	srv := httptest.NewServer(admin.QueueHandler(e.sched, e.log))
 	defer srv.Close()
 	for _, c := range []struct {
 		method, path string
@@ -211,9 +190,69 @@ func TestAdminErrorsNameNoPath(t *testing.T) {
 			t.Errorf("%s %s: error reply %q shows a path", c.method, c.path, out.Error)
 		}
 	}
-	if !hasLog(e.logs, "admin", func(l map[string]any) bool {
+	if !e.logs.Has("admin", func(l map[string]any) bool {
 		return l["queue_id"] == "qnosuchmessage" && strings.Contains(l["err"].(string), "no such file")
 	}) {
 		t.Errorf("no admin log line with the underlying error")
 	}
+}
+
+// queueEnv is a spool and a scheduler without couriers: what is queued
+// stays queued, for the operator commands to act on.
+type queueEnv struct {
+	spool *queue.Spool
+	sched *scheduler.Scheduler
+	logs  *logbuf.Buffer
+	log   *slog.Logger
+}
+
+func newEnv(t *testing.T) *queueEnv {
+	t.Helper()
+	spool, err := queue.Open(filepath.Join(t.TempDir(), "queue"), queue.Limits{MaxMessages: 1000, MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &queueEnv{spool: spool, logs: &logbuf.Buffer{}}
+	e.log = logging.New(e.logs, "json", slog.LevelDebug)
+	e.sched = &scheduler.Scheduler{Spool: spool, Log: e.log, RetryMin: time.Hour, Tick: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.sched.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		e.sched.Wait()
+		if t.Failed() {
+			t.Logf("log:\n%s", e.logs.String())
+		}
+	})
+	return e
+}
+
+// submit queues a message and hands it to the scheduler.
+func (e *queueEnv) submit(t *testing.T, env queue.Envelope, body string) string {
+	t.Helper()
+	w, err := e.spool.Create(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	e.sched.Enqueue(w.Envelope())
+	return w.ID()
+}
+
+// ownUser is an envelope from our authenticated user alice.
+func ownUser(rcpts ...string) queue.Envelope {
+	env := queue.Envelope{From: "alice@example.org", Origin: queue.OriginAuthenticated, AuthUser: "alice@example.org", ClientIP: "127.0.0.1"}
+	for _, r := range rcpts {
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r})
+	}
+	return env
+}
+
+func testMessage(from, to, subject string) string {
+	return "From: " + from + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\n\r\nbody of " + subject + "\r\n"
 }
