@@ -27,8 +27,9 @@ const usage = `usage: kanmon audit HOST[:PORT] --domain DOMAIN [options]
 
 Connects to HOST as an outside client and reports open relay tricks,
 account disclosure (VRFY, EXPN, accept-then-bounce), plaintext logins and
-AUTH, missing or weak TLS, banner disclosure, early-talker tolerance and the
-DNS hygiene of DOMAIN. Without PORT or --ports it probes 25/smtp,
+AUTH, missing or weak TLS, banner disclosure, early-talker tolerance, the
+DNS hygiene of DOMAIN and the server's own DNS identity (reverse DNS,
+MTA-STS, TLS-RPT, DKIM key). Without PORT or --ports it probes 25/smtp,
 587/submission, 465/smtps, 110/pop3, 995/pop3s, 143/imap and 993/imaps.
 Exit status: 0 no high findings, 1 high or critical findings, 2 usage or
 connection error.
@@ -86,7 +87,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.ForeignDomain, "foreign-domain", DefaultForeignDomain, "foreign `domain` of the relay tests' recipient (no mail is sent to it)")
 	fs.StringVar(&dnsServer, "dns-server", "", "send every DNS question to this `host:port` instead of the system resolver")
 	fs.Var(&dnsbls, "dnsbl", "DNSBL `zone` to look the server's address up in (repeatable, or comma-separated)")
-	fs.BoolVar(&noDNS, "no-dns", false, "skip the DNS checks (MX, SPF, DMARC, DNSBL)")
+	fs.BoolVar(&noDNS, "no-dns", false, "skip the DNS checks (MX, SPF, DMARC, DNSBL, reverse DNS, MTA-STS, TLS-RPT, DKIM)")
+	fs.StringVar(&opts.DKIMSelector, "dkim-selector", "", "check the DKIM key record of this `selector` (SELECTOR._domainkey.DOMAIN)")
 	fs.StringVar(&opts.TLSServerName, "tls-name", "", "`name` the certificate must match (default HOST)")
 	fs.BoolVar(&insecure, "insecure-tls-ok", false, "do not report a certificate from an untrusted CA (self-signed)")
 	fs.DurationVar(&timeout, "timeout", DefaultTimeout, "limit for each network operation")
