@@ -4,7 +4,8 @@
 //
 // Each instance has its own config_directory, queue_directory and
 // data_directory under the test's temporary directory, listens on
-// 127.0.0.1 only, and runs its master process in the foreground under
+// 127.0.0.1 only (port 25's role, and on request submission and smtps
+// listeners, each on a free port), and runs its master process in the foreground under
 // exec.Cmd ("master -c DIR -d"), so the test owns its process id and stops
 // it in t.Cleanup.
 // The system Postfix (/etc/postfix, /var/spool/postfix) is never started,
@@ -91,12 +92,37 @@ type Options struct {
 	// and LOGIN and an empty password database: the server offers and
 	// starts AUTH, but no credentials are valid.
 	SASL bool
+	// Submission adds a submission listener (RFC 6409, STARTTLS) on
+	// another free port, Instance.SubmissionAddr; it needs TLS.
+	Submission bool
+	// SMTPS adds an implicit-TLS submission listener (RFC 8314,
+	// smtpd_tls_wrappermode) on another free port, Instance.SMTPSAddr; it
+	// needs TLS.
+	SMTPS bool
+	// SubmissionOptions are the master.cf "-o name=value" overrides of the
+	// submission and smtps listeners; nil means SecureSubmission. The
+	// smtps listener adds smtpd_tls_wrappermode=yes itself.
+	SubmissionOptions []string
+}
+
+// SecureSubmission is the usual submission setup (Debian's master.cf
+// example): TLS required before anything, AUTH offered, and mail taken
+// only from authenticated clients.
+var SecureSubmission = []string{
+	"smtpd_tls_security_level=encrypt",
+	"smtpd_sasl_auth_enable=yes",
+	"smtpd_tls_auth_only=yes",
+	"smtpd_client_restrictions=permit_sasl_authenticated,reject",
+	"smtpd_relay_restrictions=permit_sasl_authenticated,reject",
 }
 
 // Instance is a running private Postfix.
 type Instance struct {
 	// Addr is the smtpd listener, "127.0.0.1:PORT".
 	Addr string
+	// SubmissionAddr and SMTPSAddr are the submission and smtps
+	// listeners, "127.0.0.1:PORT", when Options asked for them.
+	SubmissionAddr, SMTPSAddr string
 	// Dir holds config/, queue/, data/ and the log file.
 	Dir string
 	// ConfigDir is the instance's config_directory (pass it to "postfix -c").
@@ -191,11 +217,20 @@ func start(t testing.TB, opts Options) (*Instance, error) {
 		return nil, err
 	}
 
-	port, err := freePort()
+	if (opts.Submission || opts.SMTPS) && !opts.TLS {
+		return nil, fmt.Errorf("the submission and smtps listeners need Options.TLS")
+	}
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	inst.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	inst.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	if opts.Submission {
+		inst.SubmissionAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
+	}
+	if opts.SMTPS {
+		inst.SMTPSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2]))
+	}
 
 	var main bytes.Buffer
 	fmt.Fprintf(&main, baseMainCF, inst.ConfigDir, queue, data, dir, opts.Hostname, opts.Domain,
@@ -234,7 +269,7 @@ func start(t testing.TB, opts Options) (*Instance, error) {
 	if err := os.WriteFile(filepath.Join(inst.ConfigDir, "main.cf"), mergeMainCF(main.String()), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(inst.ConfigDir, "master.cf"), []byte(fmt.Sprintf(masterCF, inst.Addr)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(inst.ConfigDir, "master.cf"), inst.masterCF(opts), 0o644); err != nil {
 		return nil, err
 	}
 	// Touch the log so it can be read even if postlogd never starts.
@@ -508,14 +543,45 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// freePort asks the kernel for an unused loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
+// freePorts asks the kernel for n distinct unused loopback TCP ports
+// (all held open until every one is chosen, so none repeats).
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
+}
+
+// masterCF returns the instance's master.cf: the smtpd listener, the
+// submission and smtps listeners asked for, and the internal services.
+func (i *Instance) masterCF(opts Options) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, masterCF, i.Addr)
+	sub := opts.SubmissionOptions
+	if sub == nil {
+		sub = SecureSubmission
+	}
+	service := func(addr, name string, extra ...string) {
+		fmt.Fprintf(&b, "%s inet n - n - - smtpd\n  -o syslog_name=postfix/%s\n", addr, name)
+		for _, o := range append(append([]string(nil), sub...), extra...) {
+			fmt.Fprintf(&b, "  -o %s\n", o)
+		}
+	}
+	if i.SubmissionAddr != "" {
+		service(i.SubmissionAddr, "submission")
+	}
+	if i.SMTPSAddr != "" {
+		// An implicit-TLS port has TLS before anything: "encrypt" is what
+		// wrappermode needs whatever the submission options say.
+		service(i.SMTPSAddr, "smtps", "smtpd_tls_wrappermode=yes", "smtpd_tls_security_level=encrypt")
+	}
+	return b.Bytes()
 }
 
 // waitSMTP waits until addr answers with a 220 greeting, the process
@@ -640,3 +706,12 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `
+
+// freePort asks the kernel for an unused loopback TCP port.
+func freePort() (int, error) {
+	p, err := freePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return p[0], nil
+}
