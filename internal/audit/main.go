@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -76,9 +77,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		timeout   time.Duration
 		total     time.Duration
 		ports     string
+		htmlFile  string
 	)
 	fs.StringVar(&opts.Domain, "domain", "", "the server's local mail `domain` (required)")
 	fs.BoolVar(&jsonOut, "json", false, "write the report as JSON")
+	fs.StringVar(&htmlFile, "html", "", "also write the report as one self-contained HTML page to `FILE`")
 	fs.StringVar(&ports, "ports", "", "audit these `PORT/ROLE` items, comma-separated (roles smtp, submission, smtps, pop3, pop3s, imap, imaps; a bare standard PORT takes its role)")
 	fs.StringVar(&opts.KnownUser, "known-user", DefaultKnownUser, "a local `user` that exists, compared with a made-up one")
 	fs.StringVar(&opts.ConfirmTo, "confirm-to", "", "send one real test message per accepted relay variant to this `address` (one you read)")
@@ -134,13 +137,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kanmon audit: %v\n", err)
 		return ExitError
 	}
-	if jsonOut {
-		err2 := rep.WriteJSON(stdout)
-		if err2 != nil {
-			fmt.Fprintf(stderr, "kanmon audit: %v\n", err2)
-			return ExitError
-		}
-	} else if err2 := rep.WriteText(stdout); err2 != nil {
+	if err2 := writeReport(rep, stdout, jsonOut, htmlFile); err2 != nil {
 		fmt.Fprintf(stderr, "kanmon audit: %v\n", err2)
 		return ExitError
 	}
@@ -154,4 +151,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitHigh
 	}
 	return ExitClean
+}
+
+// writeReport writes rep to stdout (text, or JSON with jsonOut) and, when
+// htmlFile is set, as an HTML page to that file.
+func writeReport(rep *Report, stdout io.Writer, jsonOut bool, htmlFile string) error {
+	if htmlFile != "" {
+		var b bytes.Buffer
+		if err := rep.WriteHTML(&b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(htmlFile, b.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("audit: writing HTML report %s: %w", htmlFile, err)
+		}
+	}
+	if jsonOut {
+		return rep.WriteJSON(stdout)
+	}
+	return rep.WriteText(stdout)
 }
