@@ -89,11 +89,15 @@ type Options struct {
 	// Resolver answers every DNS question (target name, MX, SPF, DMARC,
 	// DNSBL). Nil means the system resolver (dnsresolve.New("")).
 	Resolver dnsresolve.Resolver
-	// SkipDNS turns off the DNS hygiene checks (MX, SPF, DMARC, DNSBL).
+	// SkipDNS turns off the DNS checks (MX, SPF, DMARC, DNSBL, reverse
+	// DNS, MTA-STS, TLS-RPT, DKIM).
 	SkipDNS bool
 	// DNSBLs are DNS blocklist zones in which the server's address is
 	// looked up.
 	DNSBLs []string
+	// DKIMSelector, when set, is the selector the server signs with: its
+	// key record (SELECTOR._domainkey.DOMAIN) is checked.
+	DKIMSelector string
 	// TLSServerName is the name the certificate must match; default the
 	// host part of Target.
 	TLSServerName string
@@ -114,7 +118,8 @@ type auditor struct {
 	cur     *PortReport // its summary
 	addr    string      // ip:port dialed
 	ip      netip.Addr
-	host    string // host part of Target
+	addrs   []netip.Addr // every address of the target (its reverse DNS is checked)
+	host    string       // host part of Target
 	report  *Report
 	unknown string // random local part that surely does not exist
 
@@ -204,6 +209,9 @@ func newAuditor(ctx context.Context, opts Options) (*auditor, error) {
 			return nil, fmt.Errorf("audit: %s %q contains spaces, brackets or line breaks", s.name, s.v)
 		}
 	}
+	if opts.DKIMSelector != "" && !validDomain(opts.DKIMSelector) {
+		return nil, fmt.Errorf("audit: DKIM selector %q is not a DNS name", opts.DKIMSelector)
+	}
 	if opts.ConfirmTo != "" {
 		at := strings.LastIndexByte(opts.ConfirmTo, '@')
 		if at <= 0 || !validDomain(opts.ConfirmTo[at+1:]) {
@@ -236,6 +244,7 @@ func newAuditor(ctx context.Context, opts Options) (*auditor, error) {
 		ports = DefaultPorts
 	}
 	ip, err := netip.ParseAddr(host)
+	addrs := []netip.Addr{ip}
 	if err != nil {
 		ips, lerr := opts.Resolver.LookupIP(ctx, host)
 		if lerr != nil {
@@ -244,15 +253,22 @@ func newAuditor(ctx context.Context, opts Options) (*auditor, error) {
 		if len(ips) == 0 {
 			return nil, fmt.Errorf("audit: %s has no address", host)
 		}
-		ip = ips[0]
+		if len(ips) > maxIdentityAddr {
+			ips = ips[:maxIdentityAddr]
+		}
+		ip, addrs = ips[0], ips
 	}
 	ip = ip.Unmap()
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	a := &auditor{
 		opts:    opts,
 		ports:   ports,
 		ip:      ip,
+		addrs:   addrs,
 		host:    host,
 		unknown: "kanmon-audit-nouser-" + hex.EncodeToString(rnd[:]),
 		report: &Report{

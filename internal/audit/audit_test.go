@@ -19,8 +19,10 @@ func goodDNS() *dnsresolve.Mock {
 	return &dnsresolve.Mock{
 		MX: map[string][]*net.MX{"local.test": {{Host: "mx.local.test.", Pref: 10}}},
 		TXT: map[string][]string{
-			"local.test":        {"v=spf1 mx -all"},
-			"_dmarc.local.test": {"v=DMARC1; p=reject; rua=mailto:dmarc@local.test"},
+			"local.test":            {"v=spf1 mx -all"},
+			"_dmarc.local.test":     {"v=DMARC1; p=reject; rua=mailto:dmarc@local.test"},
+			"_mta-sts.local.test":   {"v=STSv1; id=20250101"},
+			"_smtp._tls.local.test": {"v=TLSRPTv1; rua=mailto:tlsrpt@local.test"},
 		},
 	}
 }

@@ -8,8 +8,9 @@ import (
 	"kanmon/internal/dnsresolve"
 )
 
-// checkDNS checks the domain's MX, SPF and DMARC records and looks the
-// server's address up in the configured DNSBLs, all through the resolver.
+// checkDNS checks the domain's MX, SPF and DMARC records, looks the
+// server's address up in the configured DNSBLs and checks the server's own
+// identity (identity.go), all through the resolver.
 func (a *auditor) checkDNS(ctx context.Context) {
 	if a.opts.SkipDNS {
 		return
@@ -90,6 +91,7 @@ func (a *auditor) checkDNS(ctx context.Context) {
 			Fix:      "Find out why (an open relay, a compromised account, a forwarding loop) and stop it first, then request delisting from the list's operator.",
 		})
 	}
+	a.checkIdentity(ctx)
 }
 
 // checkSPF judges the domain's SPF records.

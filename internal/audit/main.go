@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -27,8 +28,9 @@ const usage = `usage: kanmon audit HOST[:PORT] --domain DOMAIN [options]
 
 Connects to HOST as an outside client and reports open relay tricks,
 account disclosure (VRFY, EXPN, accept-then-bounce), plaintext logins and
-AUTH, missing or weak TLS, banner disclosure, early-talker tolerance and the
-DNS hygiene of DOMAIN. Without PORT or --ports it probes 25/smtp,
+AUTH, missing or weak TLS, banner disclosure, early-talker tolerance, the
+DNS hygiene of DOMAIN and the server's own DNS identity (reverse DNS,
+MTA-STS, TLS-RPT, DKIM key). Without PORT or --ports it probes 25/smtp,
 587/submission, 465/smtps, 110/pop3, 995/pop3s, 143/imap and 993/imaps.
 Exit status: 0 no high findings, 1 high or critical findings, 2 usage or
 connection error.
@@ -75,9 +77,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		timeout   time.Duration
 		total     time.Duration
 		ports     string
+		htmlFile  string
 	)
 	fs.StringVar(&opts.Domain, "domain", "", "the server's local mail `domain` (required)")
 	fs.BoolVar(&jsonOut, "json", false, "write the report as JSON")
+	fs.StringVar(&htmlFile, "html", "", "also write the report as one self-contained HTML page to `FILE`")
 	fs.StringVar(&ports, "ports", "", "audit these `PORT/ROLE` items, comma-separated (roles smtp, submission, smtps, pop3, pop3s, imap, imaps; a bare standard PORT takes its role)")
 	fs.StringVar(&opts.KnownUser, "known-user", DefaultKnownUser, "a local `user` that exists, compared with a made-up one")
 	fs.StringVar(&opts.ConfirmTo, "confirm-to", "", "send one real test message per accepted relay variant to this `address` (one you read)")
@@ -86,7 +90,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.ForeignDomain, "foreign-domain", DefaultForeignDomain, "foreign `domain` of the relay tests' recipient (no mail is sent to it)")
 	fs.StringVar(&dnsServer, "dns-server", "", "send every DNS question to this `host:port` instead of the system resolver")
 	fs.Var(&dnsbls, "dnsbl", "DNSBL `zone` to look the server's address up in (repeatable, or comma-separated)")
-	fs.BoolVar(&noDNS, "no-dns", false, "skip the DNS checks (MX, SPF, DMARC, DNSBL)")
+	fs.BoolVar(&noDNS, "no-dns", false, "skip the DNS checks (MX, SPF, DMARC, DNSBL, reverse DNS, MTA-STS, TLS-RPT, DKIM)")
+	fs.StringVar(&opts.DKIMSelector, "dkim-selector", "", "check the DKIM key record of this `selector` (SELECTOR._domainkey.DOMAIN)")
 	fs.StringVar(&opts.TLSServerName, "tls-name", "", "`name` the certificate must match (default HOST)")
 	fs.BoolVar(&insecure, "insecure-tls-ok", false, "do not report a certificate from an untrusted CA (self-signed)")
 	fs.DurationVar(&timeout, "timeout", DefaultTimeout, "limit for each network operation")
@@ -132,13 +137,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kanmon audit: %v\n", err)
 		return ExitError
 	}
-	if jsonOut {
-		err2 := rep.WriteJSON(stdout)
-		if err2 != nil {
-			fmt.Fprintf(stderr, "kanmon audit: %v\n", err2)
-			return ExitError
-		}
-	} else if err2 := rep.WriteText(stdout); err2 != nil {
+	if err2 := writeReport(rep, stdout, jsonOut, htmlFile); err2 != nil {
 		fmt.Fprintf(stderr, "kanmon audit: %v\n", err2)
 		return ExitError
 	}
@@ -152,4 +151,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitHigh
 	}
 	return ExitClean
+}
+
+// writeReport writes rep to stdout (text, or JSON with jsonOut) and, when
+// htmlFile is set, as an HTML page to that file.
+func writeReport(rep *Report, stdout io.Writer, jsonOut bool, htmlFile string) error {
+	if htmlFile != "" {
+		var b bytes.Buffer
+		if err := rep.WriteHTML(&b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(htmlFile, b.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("audit: writing HTML report %s: %w", htmlFile, err)
+		}
+	}
+	if jsonOut {
+		return rep.WriteJSON(stdout)
+	}
+	return rep.WriteText(stdout)
 }

@@ -17,8 +17,10 @@ func postfixDNS() *dnsresolve.Mock {
 	return &dnsresolve.Mock{
 		MX: map[string][]*net.MX{"postfix.test": {{Host: "mx.postfix.test.", Pref: 10}}},
 		TXT: map[string][]string{
-			"postfix.test":        {"v=spf1 mx -all"},
-			"_dmarc.postfix.test": {"v=DMARC1; p=reject"},
+			"postfix.test":            {"v=spf1 mx -all"},
+			"_dmarc.postfix.test":     {"v=DMARC1; p=reject"},
+			"_mta-sts.postfix.test":   {"v=STSv1; id=20250101"},
+			"_smtp._tls.postfix.test": {"v=TLSRPTv1; rua=mailto:tlsrpt@postfix.test"},
 		},
 	}
 }

@@ -144,3 +144,39 @@ func TestMainCFHasNoRepeatedParameters(t *testing.T) {
 		t.Errorf("Postfix warns about repeated parameters:\n%s", inst.Log())
 	}
 }
+
+// TestSubmissionAndSMTPS: the extra listeners answer in their roles:
+// submission with STARTTLS and no AUTH before it, smtps with TLS first.
+func TestSubmissionAndSMTPS(t *testing.T) {
+	inst := Start(t, Options{TLS: true, SASL: true, Submission: true, SMTPS: true})
+	if inst.SubmissionAddr == "" || inst.SMTPSAddr == "" || inst.SubmissionAddr == inst.Addr || inst.SMTPSAddr == inst.SubmissionAddr {
+		t.Fatalf("addresses %q %q %q", inst.Addr, inst.SubmissionAddr, inst.SMTPSAddr)
+	}
+	r, c := greet(t, inst.SubmissionAddr)
+	fmt.Fprintf(c, "EHLO client.test\r\n")
+	var ehlo []string
+	for i := 0; i < 30; i++ {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		ehlo = append(ehlo, strings.TrimSpace(l))
+		if strings.HasPrefix(l, "250 ") {
+			break
+		}
+	}
+	joined := strings.Join(ehlo, "\n")
+	if !strings.Contains(joined, "STARTTLS") || strings.Contains(joined, "AUTH") {
+		t.Errorf("submission EHLO before TLS: %s", joined)
+	}
+	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", inst.SMTPSAddr,
+		&tls.Config{RootCAs: inst.CertPool, ServerName: "mx.postfix.test"})
+	if err != nil {
+		t.Fatalf("smtps handshake: %v\n%s", err, inst.Log())
+	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(20 * time.Second))
+	if l, err := bufio.NewReader(tc).ReadString('\n'); err != nil || !strings.HasPrefix(l, "220 ") {
+		t.Errorf("smtps greeting %q, %v", l, err)
+	}
+}
