@@ -72,6 +72,17 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
+// skipOrFail skips the test where the environment lacks what it needs,
+// but fails it under CI=true: in CI a skip would hide a law that was
+// never checked.
+func skipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true, so this cannot be skipped: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // needTool returns the path of an external tool. A missing tool fails the
 // test in CI (where .ci/run installs it) and skips it elsewhere.
 func needTool(t testing.TB, name string) string {
@@ -218,7 +229,10 @@ func startServer(t *testing.T, o options) *server {
 		s := setupServer(t, o)
 		err := s.start(t)
 		if err == nil {
-			t.Cleanup(func() { s.Stop(t) })
+			t.Cleanup(func() {
+				s.Stop(t)
+				s.checkNoRace(t)
+			})
 			return s
 		}
 		lastErr = err
@@ -229,6 +243,22 @@ func startServer(t *testing.T, o options) *server {
 	}
 	t.Fatalf("starting kanmon: %v", lastErr)
 	return nil
+}
+
+// checkNoRace fails the test when the server's log holds a race report
+// (a binary built with -race, as under CI): a test that ends the server
+// with SIGKILL never sees the exit status that would say so.
+func (s *server) checkNoRace(t testing.TB) {
+	t.Helper()
+	raw, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		t.Errorf("reading %s: %v", s.LogPath, err)
+		return
+	}
+	if i := bytes.Index(raw, []byte("WARNING: DATA RACE")); i >= 0 {
+		end := min(len(raw), i+4000)
+		t.Errorf("the server reported a data race:\n%s", raw[i:end])
+	}
 }
 
 // setupServer creates a configuration directory without starting anything.
