@@ -97,7 +97,7 @@ func TestQueueBytesMetric(t *testing.T) {
 	t.Parallel()
 	needTool(t, "curl")
 	s := startServer(t, options{})
-	if v := scrape(t, s)["kanmon_queue_bytes"]; v != 0 {
+	if v := metricValue(t, scrape(t, s), "kanmon_queue_bytes"); v != 0 {
 		t.Errorf("kanmon_queue_bytes = %g on an empty queue, want 0", v)
 	}
 	for i := 0; i < 3; i++ {
@@ -113,8 +113,19 @@ func TestQueueBytesMetric(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	m := scrape(t, s)
-	if m["kanmon_queue_messages"] != 0 || m["kanmon_queue_bytes"] != 0 {
+	if metricValue(t, m, "kanmon_queue_messages") != 0 || metricValue(t, m, "kanmon_queue_bytes") != 0 {
 		t.Errorf("after 3 messages were delivered and removed from the queue: kanmon_queue_messages = %g, kanmon_queue_bytes = %g; want 0 and 0",
 			m["kanmon_queue_messages"], m["kanmon_queue_bytes"])
 	}
+}
+
+// metricValue returns a series from a scrape, failing the test when it is
+// missing: a missing series must not read as 0 and pass a "want 0" check.
+func metricValue(t *testing.T, m map[string]float64, series string) float64 {
+	t.Helper()
+	v, ok := m[series]
+	if !ok {
+		t.Fatalf("/metrics has no series %s", series)
+	}
+	return v
 }

@@ -127,7 +127,7 @@ func TestCrashLoopMessageHeld(t *testing.T) {
 	if len(list) != 1 || list[0].ID != id || !list[0].Held || list[0].HoldReason != reason || list[0].UncleanStops != 2 {
 		t.Errorf("queue list --json: %+v", list)
 	}
-	if v := scrape(t, s)[`kanmon_queue_unclean_stops_total{result="held"}`]; v != 1 {
+	if v := metricValue(t, scrape(t, s), `kanmon_queue_unclean_stops_total{result="held"}`); v != 1 {
 		t.Errorf(`kanmon_queue_unclean_stops_total{result="held"} = %v, want 1`, v)
 	}
 

@@ -56,16 +56,13 @@ func TestSIGTERMDuringData(t *testing.T) {
 		t.Fatalf("kanmon exited while a client was in the middle of DATA\n%s", s.LogTail(20))
 	}
 	busy.Write(msg[half:] + "\r\n.\r\n")
+	// The README promises that a client in the middle of DATA finishes:
+	// the drain waits for it, so its message is acknowledged.
 	r := busy.MustRead()
 	acked := r.Code == 250
-	switch {
-	case acked:
-		checkReply(t, "end of DATA during shutdown", r, 250, "2.0.0")
+	checkReply(t, "end of DATA during shutdown (the drain lets a message in DATA finish)", r, 250, "2.0.0")
+	if acked {
 		busy.ExpectReply("after the message, during shutdown", 421, "4.3.2")
-	case r.Code/100 == 4:
-		t.Logf("message not acknowledged (%q): acceptable, nothing was promised", r)
-	default:
-		t.Errorf("end of DATA during shutdown: %q, want 250 2.0.0 (or a temporary refusal)", r)
 	}
 	if code := s.WaitExit(t, 40*time.Second); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)

@@ -382,7 +382,7 @@ func listeningPorts(t *testing.T, pid int) []int {
 	t.Helper()
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		t.Skipf("cannot read /proc/%d/fd: %v", pid, err)
+		skipOrFail(t, "cannot read /proc/%d/fd: %v", pid, err)
 	}
 	inodes := map[string]bool{}
 	for _, fd := range fds {

@@ -18,7 +18,7 @@ func sendmailServer(t *testing.T) *server {
 	t.Helper()
 	u, err := user.Current()
 	if err != nil {
-		t.Skipf("no current user: %v", err)
+		skipOrFail(t, "no current user: %v", err)
 	}
 	return startServer(t, options{set: map[string]string{
 		"sendmail.enabled": "true",

@@ -3,7 +3,10 @@
 //
 // Delivery writes the message into tmp/, fsyncs it, renames it into new/
 // and fsyncs new/, so a message is either wholly in new/ or absent: a crash
-// never leaves half a message visible to a reader.
+// never leaves half a message visible to a reader. Directories it creates
+// have their parent fsynced too. Writes go through an fsys.FS
+// (DeliverFS), so tests can cut the power and check that a delivered
+// message survives.
 //
 // Why our own package: no maintained Go Maildir library is served by the
 // module proxy, and the part we need is small.
@@ -14,13 +17,17 @@
 package maildir
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"kanmon/internal/fsys"
 )
 
 // Dir is the root of one Maildir (the directory holding tmp, new and cur).
@@ -52,9 +59,13 @@ func safeHostname() string {
 }
 
 // Create makes the Maildir's tmp, new and cur directories if missing.
-func (d Dir) Create() error {
+func (d Dir) Create() error { return d.CreateFS(fsys.OS) }
+
+// CreateFS is Create on the given file system. Each directory it makes
+// is durable (its parent fsynced) when it returns.
+func (d Dir) CreateFS(f fsys.FS) error {
 	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := os.MkdirAll(filepath.Join(string(d), sub), 0o700); err != nil {
+		if err := fsys.MkdirAll(f, filepath.Join(string(d), sub), 0o700); err != nil {
 			return fmt.Errorf("maildir: create %s: %w", d, err)
 		}
 	}
@@ -72,13 +83,16 @@ func UniqueName() string {
 // Deliver copies r into a new message in d and returns its unique name. The
 // message is durable (file and directory fsynced) when Deliver returns nil.
 // On error nothing is left in new/.
-func (d Dir) Deliver(r io.Reader) (string, error) {
+func (d Dir) Deliver(r io.Reader) (string, error) { return d.DeliverFS(fsys.OS, r) }
+
+// DeliverFS is Deliver on the given file system.
+func (d Dir) DeliverFS(fsy fsys.FS, r io.Reader) (string, error) {
 	name := UniqueName()
 	tmp := filepath.Join(string(d), "tmp", name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if os.IsNotExist(err) {
-		if err = d.Create(); err == nil {
-			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := fsy.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = d.CreateFS(fsy); err == nil {
+			f, err = fsy.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		}
 	}
 	if err != nil {
@@ -92,33 +106,21 @@ func (d Dir) Deliver(r io.Reader) (string, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(string(d), "new", name))
-		if os.IsNotExist(err) {
+		err = fsy.Rename(tmp, filepath.Join(string(d), "new", name))
+		if errors.Is(err, fs.ErrNotExist) {
 			// new/ missing (a crash while the Maildir was being created):
 			// complete the Maildir and try once more.
-			if err = d.Create(); err == nil {
-				err = os.Rename(tmp, filepath.Join(string(d), "new", name))
+			if err = d.CreateFS(fsy); err == nil {
+				err = fsy.Rename(tmp, filepath.Join(string(d), "new", name))
 			}
 		}
 	}
 	if err == nil {
-		err = syncDir(filepath.Join(string(d), "new"))
+		err = fsy.SyncDir(filepath.Join(string(d), "new"))
 	}
 	if err != nil {
-		os.Remove(tmp)
+		fsy.Remove(tmp)
 		return "", fmt.Errorf("maildir: deliver to %s: %w", d, err)
 	}
 	return name, nil
-}
-
-func syncDir(path string) error {
-	dir, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = dir.Sync()
-	if cerr := dir.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

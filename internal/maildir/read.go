@@ -25,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"kanmon/internal/fsys"
 )
 
 // Message is one message of a Maildir as a reader sees it.
@@ -222,10 +224,10 @@ func (d Dir) adoptNew() error {
 	if moved == 0 {
 		return nil
 	}
-	if err := syncDir(curDir); err != nil {
+	if err := fsys.SyncDir(curDir); err != nil {
 		return fmt.Errorf("maildir: sync %s: %w", curDir, err)
 	}
-	if err := syncDir(newDir); err != nil {
+	if err := fsys.SyncDir(newDir); err != nil {
 		return fmt.Errorf("maildir: sync %s: %w", newDir, err)
 	}
 	return nil
@@ -306,7 +308,7 @@ func (d Dir) writeJournal(keys []string) (string, error) {
 		err = os.Rename(tmp, journal)
 	}
 	if err == nil {
-		err = syncDir(string(d))
+		err = fsys.SyncDir(string(d))
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -347,7 +349,7 @@ func (d Dir) unlinkKeys(keys []string) error {
 			changed = true
 		}
 		if changed {
-			if err := syncDir(dir); err != nil {
+			if err := fsys.SyncDir(dir); err != nil {
 				errs = append(errs, err)
 			}
 		}

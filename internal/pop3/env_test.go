@@ -26,7 +26,6 @@ import (
 	"kanmon/internal/auth"
 	"kanmon/internal/directory"
 	"kanmon/internal/maildir"
-	"kanmon/internal/popbefore"
 )
 
 // Test accounts. Bob's password has a space, as PASS must allow.
@@ -101,7 +100,6 @@ type env struct {
 	tlsConfig *tls.Config
 	throttle  *auth.Throttle
 	auth      *auth.Authenticator
-	popBefore *popbefore.Registry
 	logs      *logbuf.Buffer
 	plain     *Server // pop3 role
 	secure    *Server // pop3s role

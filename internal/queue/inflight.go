@@ -38,7 +38,7 @@ func (s *Spool) MarkInFlight(id string) error {
 	if !validID(id) {
 		return fmt.Errorf("queue: mark in flight %q: invalid id", id)
 	}
-	f, err := os.OpenFile(s.inflightPath(id), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := s.fs.OpenFile(s.inflightPath(id), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("queue: mark in flight %s: %w", id, err)
 	}
@@ -54,7 +54,7 @@ func (s *Spool) ClearInFlight(id string) error {
 	if !validID(id) {
 		return fmt.Errorf("queue: clear in flight %q: invalid id", id)
 	}
-	if err := os.Remove(s.inflightPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.fs.Remove(s.inflightPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("queue: clear in flight %s: %w", id, err)
 	}
 	return nil
@@ -64,7 +64,7 @@ func (s *Spool) ClearInFlight(id string) error {
 // before any attempt, it names the messages whose attempt was cut by an
 // unclean stop.
 func (s *Spool) InFlight() ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(s.dir, "inflight"))
+	ents, err := s.fs.ReadDir(filepath.Join(s.dir, "inflight"))
 	if err != nil {
 		return nil, fmt.Errorf("queue: list in flight: %w", err)
 	}

@@ -30,6 +30,10 @@
 // Delivery is at least once: a crash between a delivery and the state
 // write delivers that recipient again after restart.
 //
+// Every file-system call goes through an fsys.FS (OpenFS), so a test can
+// cut the power and check that nothing acknowledged is lost; the server
+// uses fsys.OS (Open), the only one where O_TMPFILE and linkat are used.
+//
 // SECURITY: ids are generated here and are the only names in the spool;
 // nothing from the client becomes a file name.
 package queue
@@ -50,6 +54,7 @@ import (
 	"syscall"
 	"time"
 
+	"kanmon/internal/fsys"
 	"kanmon/internal/logging"
 )
 
@@ -137,6 +142,8 @@ type Limits struct {
 type Spool struct {
 	dir    string
 	limits Limits
+	// fs holds the spool; fsys.OS but in power-loss tests.
+	fs fsys.FS
 
 	count atomic.Int64
 	bytes atomic.Int64
@@ -164,24 +171,31 @@ type file interface {
 
 // Open opens (creating) the spool at dir and counts what it holds.
 func Open(dir string, limits Limits) (*Spool, error) {
-	s := &Spool{dir: dir, limits: limits, create: createFile, freeBytes: statfsFree}
+	return OpenFS(fsys.OS, dir, limits)
+}
+
+// OpenFS is Open on the given file system: fsys.OS in the server, an
+// fsystest.FS in tests that cut the power.
+func OpenFS(fsy fsys.FS, dir string, limits Limits) (*Spool, error) {
+	s := &Spool{dir: dir, limits: limits, fs: fsy, freeBytes: statfsFree}
+	s.create = s.createFile
 	for _, sub := range []string{"tmp", "msg", "state", "inflight"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+		if err := fsys.MkdirAll(fsy, filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("queue: create %s: %w", sub, err)
 		}
 	}
 	// Half-received messages were never acknowledged: drop them.
-	tmps, _ := os.ReadDir(filepath.Join(dir, "tmp"))
+	tmps, _ := fsy.ReadDir(filepath.Join(dir, "tmp"))
 	for _, t := range tmps {
-		os.Remove(filepath.Join(dir, "tmp", t.Name()))
+		fsy.Remove(filepath.Join(dir, "tmp", t.Name()))
 	}
-	s.msgSync = &groupSync{dir: filepath.Join(dir, "msg")}
+	s.msgSync = &groupSync{fs: fsy, dir: filepath.Join(dir, "msg")}
 	ids, err := s.IDs()
 	if err != nil {
 		return nil, err
 	}
 	for _, id := range ids {
-		if fi, err := os.Stat(s.msgPath(id)); err == nil {
+		if fi, err := fsy.Stat(s.msgPath(id)); err == nil {
 			s.count.Add(1)
 			s.bytes.Add(fi.Size())
 		}
@@ -209,8 +223,8 @@ type nopSync struct{ io.WriteCloser }
 
 func (nopSync) Sync() error { return nil }
 
-func createFile(path string) (file, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+func (s *Spool) createFile(path string) (file, error) {
+	return s.fs.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 func statfsFree(dir string) (int64, error) {
@@ -294,7 +308,8 @@ func (s *Spool) Create(env Envelope) (*Writer, error) {
 	}
 	w := &Writer{s: s, env: env}
 	s.receiving.Add(1)
-	if s.hooked {
+	if s.hooked || !fsys.IsOS(s.fs) {
+		// O_TMPFILE and linkat exist only on the real file system.
 		w.tmp = filepath.Join(s.dir, "tmp", env.ID)
 		f, err := s.create(w.tmp)
 		if err != nil {
@@ -378,7 +393,7 @@ func (w *Writer) Commit() error {
 		if w.tmp == "" {
 			err = linkTemp(w.osf, w.s.msgPath(w.env.ID))
 		} else {
-			err = os.Rename(w.tmp, w.s.msgPath(w.env.ID))
+			err = w.s.fs.Rename(w.tmp, w.s.msgPath(w.env.ID))
 		}
 	}
 	if cerr := w.f.Close(); err == nil {
@@ -387,14 +402,14 @@ func (w *Writer) Commit() error {
 	w.done = true
 	if err != nil {
 		if w.tmp != "" {
-			os.Remove(w.tmp)
+			w.s.fs.Remove(w.tmp)
 		}
 		return fmt.Errorf("queue: commit %s: %w", w.env.ID, err)
 	}
 	if err := w.s.msgSync.sync(); err != nil {
 		// The rename may not be durable: take the message back so we never
 		// acknowledge what a crash could lose.
-		os.Remove(w.s.msgPath(w.env.ID))
+		w.s.fs.Remove(w.s.msgPath(w.env.ID))
 		return fmt.Errorf("queue: commit %s: sync directory: %w", w.env.ID, err)
 	}
 	w.s.count.Add(1)
@@ -411,7 +426,7 @@ func (w *Writer) Abort() {
 	w.s.receiving.Add(-1)
 	w.f.Close()
 	if w.tmp != "" {
-		os.Remove(w.tmp)
+		w.s.fs.Remove(w.tmp)
 	}
 }
 
@@ -422,14 +437,13 @@ func IsNoSpace(err error) bool {
 
 // IDs lists the queued message ids in id order (roughly arrival order).
 func (s *Spool) IDs() ([]string, error) {
-	d, err := os.Open(filepath.Join(s.dir, "msg"))
+	ents, err := s.fs.ReadDir(filepath.Join(s.dir, "msg"))
 	if err != nil {
 		return nil, fmt.Errorf("queue: list: %w", err)
 	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("queue: list: %w", err)
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		names = append(names, e.Name())
 	}
 	sort.Strings(names)
 	return names, nil
@@ -442,7 +456,7 @@ type Message struct {
 	// Size is the size of the message body (without the envelope).
 	Size int64
 
-	f      *os.File
+	f      fsys.File
 	offset int64
 }
 
@@ -451,7 +465,7 @@ func (s *Spool) Open(id string) (*Message, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("queue: open %q: invalid id", id)
 	}
-	f, err := os.Open(s.msgPath(id))
+	f, err := s.fs.OpenFile(s.msgPath(id), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", id, err)
 	}
@@ -481,7 +495,7 @@ func (s *Spool) Open(id string) (*Message, error) {
 		m.Size = fi.Size() - m.offset
 	}
 	m.State.Rcpts = make([]RcptState, len(m.Envelope.Recipients))
-	if raw, err := os.ReadFile(s.statePath(id)); err == nil {
+	if raw, err := fsys.ReadFile(s.fs, s.statePath(id)); err == nil {
 		var st State
 		if json.Unmarshal(raw, &st) == nil && len(st.Rcpts) == len(m.Envelope.Recipients) {
 			m.State = st
@@ -515,10 +529,10 @@ func (s *Spool) SaveState(id string, st State) error {
 		return fmt.Errorf("queue: state %s: %w", id, err)
 	}
 	tmp := s.statePath(id) + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+	if err := fsys.WriteFile(s.fs, tmp, raw, 0o600); err != nil {
 		return fmt.Errorf("queue: state %s: %w", id, err)
 	}
-	if err := os.Rename(tmp, s.statePath(id)); err != nil {
+	if err := s.fs.Rename(tmp, s.statePath(id)); err != nil {
 		return fmt.Errorf("queue: state %s: %w", id, err)
 	}
 	return nil
@@ -526,11 +540,11 @@ func (s *Spool) SaveState(id string, st State) error {
 
 // Remove deletes a message and its state.
 func (s *Spool) Remove(id string) error {
-	fi, statErr := os.Stat(s.msgPath(id))
-	if err := os.Remove(s.msgPath(id)); err != nil {
+	fi, statErr := s.fs.Stat(s.msgPath(id))
+	if err := s.fs.Remove(s.msgPath(id)); err != nil {
 		return fmt.Errorf("queue: remove %s: %w", id, err)
 	}
-	os.Remove(s.statePath(id))
+	s.fs.Remove(s.statePath(id))
 	if statErr == nil {
 		s.count.Add(-1)
 		s.bytes.Add(-fi.Size())
@@ -543,6 +557,7 @@ func (s *Spool) Remove(id string) error {
 // until none is waiting, and every caller gets the result of the fsync
 // that started after its rename.
 type groupSync struct {
+	fs      fsys.FS
 	dir     string
 	mu      sync.Mutex
 	running bool
@@ -570,23 +585,11 @@ func (g *groupSync) sync() error {
 		cur := g.next
 		g.next = nil
 		g.mu.Unlock()
-		cur.err = syncDir(g.dir)
+		cur.err = g.fs.SyncDir(g.dir)
 		close(cur.done)
 		g.mu.Lock()
 	}
 	g.running = false
 	g.mu.Unlock()
 	return mine.err
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

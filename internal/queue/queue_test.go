@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kanmon/internal/fsys"
 )
 
 func openSpool(t testing.TB, dir string, l Limits) *Spool {
@@ -607,7 +609,7 @@ func TestConcurrentCommits(t *testing.T) {
 func TestGroupSyncErrors(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "later")
-	g := &groupSync{dir: dir}
+	g := &groupSync{fs: fsys.OS, dir: dir}
 	var wg sync.WaitGroup
 	const rounds, callers = 200, 50
 	lost := 0
