@@ -56,6 +56,11 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	// Unprivileged users run the binary too (the demo mode as root).
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	kanmonBin = filepath.Join(tmp, "kanmon")
 	args := []string{"build", "-o", kanmonBin}
 	if os.Getenv("KANMON_E2E_RACE") == "1" {
@@ -180,6 +185,9 @@ type server struct {
 	MX, Submission, SMTPS, Admin string // listener addresses
 	LogPath                      string // serve's stderr (JSON log lines), appended over restarts
 	StdoutPath                   string
+	// Cred, when set, runs kanmon serve as that user (root starting a
+	// server that must not be root, as in the demo mode).
+	Cred *syscall.Credential
 
 	mu   sync.Mutex
 	proc *process
@@ -241,6 +249,11 @@ func setupServer(t *testing.T, o options) *server {
 	// otherwise, DNS goes to a loopback port where nothing answers, so
 	// mail for remote.test and the like stays queued (DNS is temporary).
 	set := map[string]string{"delivery.dns_server": `"127.0.0.1:1"`}
+	if os.Geteuid() == 0 {
+		// Test machines run as root; kanmon refuses root unless run_as
+		// says so. TestServesAsRunAs covers the real drop.
+		set["run_as"] = `"root"`
+	}
 	for k, v := range o.set {
 		set[k] = v
 	}
@@ -326,6 +339,9 @@ func (s *server) start(t testing.TB) error {
 	cmd.Dir = s.Dir
 	cmd.Stderr = logf
 	cmd.Stdout = outf
+	if s.Cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.Cred}
+	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -21,7 +21,14 @@ relay_domains = []
 trusted_networks = []
 
 # Where the account database, the queue and the Maildirs live.
-data_dir = "data"
+data_dir = "{{.DataDir}}"
+
+# The user "kanmon serve" serves as. Started as root, it binds its ports
+# and reads its certificate, then becomes this user for good; started as
+# root without run_as, it refuses. Started as an ordinary user (systemd
+# User=), it must be that user or run_as must be "". The data directory
+# belongs to this user (kanmon init --user sets that up).
+run_as = "{{.RunAs}}"
 
 # Logs: "json" (for kanmon trace) or "text"; level debug, info, warn, error.
 log_format = "json"

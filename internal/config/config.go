@@ -198,22 +198,25 @@ type Sendmail struct {
 
 // Config is the whole configuration.
 type Config struct {
-	Hostname        string    `toml:"hostname"`
-	Domains         []string  `toml:"domains"`
-	RelayDomains    []string  `toml:"relay_domains"`
-	TrustedNetworks []string  `toml:"trusted_networks"`
-	DataDir         string    `toml:"data_dir"`
-	LogFormat       string    `toml:"log_format"`
-	LogLevel        string    `toml:"log_level"`
-	LogFile         string    `toml:"log_file"`
-	Listeners       Listeners `toml:"listeners"`
-	TLS             TLS       `toml:"tls"`
-	Limits          Limits    `toml:"limits"`
-	Queue           Queue     `toml:"queue"`
-	Delivery        Delivery  `toml:"delivery"`
-	Policy          Policy    `toml:"policy"`
-	POP3            POP3      `toml:"pop3"`
-	Sendmail        Sendmail  `toml:"sendmail"`
+	Hostname        string   `toml:"hostname"`
+	Domains         []string `toml:"domains"`
+	RelayDomains    []string `toml:"relay_domains"`
+	TrustedNetworks []string `toml:"trusted_networks"`
+	DataDir         string   `toml:"data_dir"`
+	// RunAs is the user `kanmon serve` becomes after binding its ports
+	// when started as root (internal/privdrop); required then.
+	RunAs     string    `toml:"run_as"`
+	LogFormat string    `toml:"log_format"`
+	LogLevel  string    `toml:"log_level"`
+	LogFile   string    `toml:"log_file"`
+	Listeners Listeners `toml:"listeners"`
+	TLS       TLS       `toml:"tls"`
+	Limits    Limits    `toml:"limits"`
+	Queue     Queue     `toml:"queue"`
+	Delivery  Delivery  `toml:"delivery"`
+	Policy    Policy    `toml:"policy"`
+	POP3      POP3      `toml:"pop3"`
+	Sendmail  Sendmail  `toml:"sendmail"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`

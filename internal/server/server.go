@@ -34,6 +34,7 @@ import (
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
 	"kanmon/internal/popbefore"
+	"kanmon/internal/privdrop"
 	"kanmon/internal/queue"
 	"kanmon/internal/smtpd"
 	"kanmon/internal/tlsutil"
@@ -55,6 +56,8 @@ type Server struct {
 	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
 	// adminToken is the bearer token of the admin listener.
 	adminToken string
+	// tcp holds the TCP listeners Open bound, by name.
+	tcp map[string]net.Listener
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -66,11 +69,39 @@ type service interface {
 // Open prepares everything and binds every configured listener, so a port
 // in use is reported before anything is served.
 func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	target, err := privdrop.Plan(cfg.RunAs, os.Geteuid())
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log}
+	// As root: read the certificate (its key may be readable by root
+	// only) and bind the ports, then become run_as before the data
+	// directory is touched.
+	if cfg.TLS.Cert != "" {
+		if s.certs, err = tlsutil.Load(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return nil, err
+		}
+	}
+	var errs []error
+	if s.tcp, errs = bindTCP(cfg); len(errs) > 0 {
+		closeTCP(s.tcp)
+		return nil, errors.Join(errs...)
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			closeTCP(s.tcp)
+		}
+	}()
+	if err := s.dropPrivileges(target); err != nil {
+		return nil, err
+	}
+	if err := checkOwner(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log}
-	var err error
 	// Modes first, so what an older version left open is logged before
 	// the database is opened (which would tighten it silently).
 	if err := s.secureDataDir(); err != nil {
@@ -83,11 +114,6 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		MaxMessages: cfg.Queue.MaxMessages, MaxBytes: int64(cfg.Queue.MaxSize), MinFreeBytes: int64(cfg.Queue.MinFreeSpace),
 	}); err != nil {
 		return nil, err
-	}
-	if cfg.TLS.Cert != "" {
-		if s.certs, err = tlsutil.Load(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
-			return nil, err
-		}
 	}
 	s.auth = auth.New(s.dir, auth.NewThrottle(auth.ThrottleConfig{
 		Window: cfg.Limits.AuthFailureWindow.Duration, FreeFailures: 3,
@@ -113,6 +139,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Remote: remote, Hostname: cfg.Hostname, LocalAccount: s.localAccount,
 		MaxConcurrency: cfg.Delivery.MaxConcurrency, MaxPerDomain: cfg.Delivery.MaxPerDomain,
 	}
+	opened = true
 	return s, nil
 }
 
@@ -220,15 +247,12 @@ func (s *Server) Run(ctx context.Context) error {
 		extra["pop3s"] = tlsService{pop3.NewServer(popCfg("pop3s")), tlsCfg}
 	}
 	var ls []bound
-	listen := func(name, addr string, run func(net.Listener) error) error {
-		if addr == "" {
-			return nil
+	// The TCP listeners were bound by Open (before privileges were
+	// dropped); here each gets its protocol.
+	listen := func(name, _ string, run func(net.Listener) error) error {
+		if ln := s.tcp[name]; ln != nil {
+			ls = append(ls, bound{name, ln, run})
 		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
-		}
-		ls = append(ls, bound{name, ln, run})
 		return nil
 	}
 	var errs []error
