@@ -89,6 +89,8 @@ func Main(args []string, env Env) int {
 		return runTrace(args[1:], env)
 	case "sendmail":
 		return cmdSendmail(args[1:], env)
+	case "checkpassword":
+		return cmdCheckpassword(args[1:], env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0

@@ -143,4 +143,17 @@ socket = ""
 users = {}
 # Unmapped users send as USER@default_domain; "" = unmapped users may not send.
 default_domain = ""
+
+[checkpassword]
+# IMAP through Dovecot (docs/imap-with-dovecot.md): Dovecot runs
+# "kanmon checkpassword", which asks this server over a local socket, so
+# IMAP logins use kanmon's accounts and the same login throttle as SMTP
+# and POP3.
+enabled = false
+# The socket; "" = DATA_DIR/public/auth.sock (the data directory is then
+# mode 0711, as for the sendmail socket).
+socket = ""
+# Unix users allowed to ask (the server checks the socket's peer): they
+# report the client address, so name only the IMAP server's auth user.
+users = ["dovecot"]
 `

@@ -196,6 +196,18 @@ type Sendmail struct {
 	DefaultDomain string `toml:"default_domain"`
 }
 
+// Checkpassword is the local socket `kanmon checkpassword` asks, so an
+// IMAP server (Dovecot) checks kanmon's passwords through the running
+// server and its login throttle.
+type Checkpassword struct {
+	Enabled bool `toml:"enabled"`
+	// Socket is the socket's path; "" = auth.sock in PublicDir.
+	Socket string `toml:"socket"`
+	// Users are the Unix users (by SO_PEERCRED) allowed to ask: they
+	// report the client address the throttle counts against.
+	Users []string `toml:"users"`
+}
+
 // Config is the whole configuration.
 type Config struct {
 	Hostname        string   `toml:"hostname"`
@@ -205,18 +217,19 @@ type Config struct {
 	DataDir         string   `toml:"data_dir"`
 	// RunAs is the user `kanmon serve` becomes after binding its ports
 	// when started as root (internal/privdrop); required then.
-	RunAs     string    `toml:"run_as"`
-	LogFormat string    `toml:"log_format"`
-	LogLevel  string    `toml:"log_level"`
-	LogFile   string    `toml:"log_file"`
-	Listeners Listeners `toml:"listeners"`
-	TLS       TLS       `toml:"tls"`
-	Limits    Limits    `toml:"limits"`
-	Queue     Queue     `toml:"queue"`
-	Delivery  Delivery  `toml:"delivery"`
-	Policy    Policy    `toml:"policy"`
-	POP3      POP3      `toml:"pop3"`
-	Sendmail  Sendmail  `toml:"sendmail"`
+	RunAs         string        `toml:"run_as"`
+	LogFormat     string        `toml:"log_format"`
+	LogLevel      string        `toml:"log_level"`
+	LogFile       string        `toml:"log_file"`
+	Listeners     Listeners     `toml:"listeners"`
+	TLS           TLS           `toml:"tls"`
+	Limits        Limits        `toml:"limits"`
+	Queue         Queue         `toml:"queue"`
+	Delivery      Delivery      `toml:"delivery"`
+	Policy        Policy        `toml:"policy"`
+	POP3          POP3          `toml:"pop3"`
+	Sendmail      Sendmail      `toml:"sendmail"`
+	Checkpassword Checkpassword `toml:"checkpassword"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -276,9 +289,10 @@ func Default() *Config {
 			// Generous: a large message to a slow server still fits.
 			TransactionTimeout: Duration{30 * time.Minute},
 		},
-		Policy:   Policy{RejectForgedLocalSender: true},
-		POP3:     POP3{IdleTimeout: Duration{10 * time.Minute}},
-		Sendmail: Sendmail{Users: map[string]string{}},
+		Policy:        Policy{RejectForgedLocalSender: true},
+		POP3:          POP3{IdleTimeout: Duration{10 * time.Minute}},
+		Sendmail:      Sendmail{Users: map[string]string{}},
+		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
 	}
 }
 
@@ -581,6 +595,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	}
 	c.validateDelivery(raw, e)
 	c.validateSendmail(raw, e)
+	c.validateCheckpassword(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}
@@ -664,6 +679,18 @@ func (c *Config) validateDelivery(raw []byte, e *Errors) {
 			if _, err := netip.ParseAddr(strings.Trim(d.DNSServer, "[]")); err != nil {
 				e.add(raw, "delivery.dns_server", fmt.Sprintf("%q is not an address or ADDRESS:PORT", d.DNSServer))
 			}
+		}
+	}
+}
+
+func (c *Config) validateCheckpassword(raw []byte, e *Errors) {
+	cp := c.Checkpassword
+	if cp.Enabled && len(cp.Users) == 0 {
+		e.add(raw, "checkpassword.users", "must name at least one Unix user (the IMAP server's authentication user, e.g. \"dovecot\") when enabled")
+	}
+	for _, u := range cp.Users {
+		if u == "" || strings.ContainsAny(u, " \t:/") {
+			e.add(raw, "checkpassword.users", fmt.Sprintf("%q is not a Unix user name", u))
 		}
 	}
 }
@@ -767,6 +794,7 @@ func (c *Config) resolvePaths() {
 	c.Delivery.SmarthostPasswordFile = abs(c.Delivery.SmarthostPasswordFile)
 	c.Delivery.SmarthostCAFile = abs(c.Delivery.SmarthostCAFile)
 	c.Sendmail.Socket = abs(c.Sendmail.Socket)
+	c.Checkpassword.Socket = abs(c.Checkpassword.Socket)
 }
 
 // Finish validates and resolves a config built in code (the embedded
@@ -809,6 +837,15 @@ func (c *Config) SocketPath() string {
 		return c.Sendmail.Socket
 	}
 	return filepath.Join(c.PublicDir(), "kanmon.sock")
+}
+
+// AuthSocketPath is the socket `kanmon checkpassword` asks: [checkpassword]
+// socket, or auth.sock in PublicDir.
+func (c *Config) AuthSocketPath() string {
+	if c.Checkpassword.Socket != "" {
+		return c.Checkpassword.Socket
+	}
+	return filepath.Join(c.PublicDir(), "auth.sock")
 }
 
 // PublicDir is the one directory under the data directory that local

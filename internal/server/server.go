@@ -26,6 +26,7 @@ import (
 	"crypto/x509"
 
 	"kanmon/internal/auth"
+	"kanmon/internal/authsock"
 	"kanmon/internal/config"
 	"kanmon/internal/delivery"
 	"kanmon/internal/directory"
@@ -58,6 +59,8 @@ type Server struct {
 	adminToken string
 	// tcp holds the TCP listeners Open bound, by name.
 	tcp map[string]net.Listener
+	// authsrv answers `kanmon checkpassword` (nil unless enabled).
+	authsrv *authsock.Server
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -270,11 +273,19 @@ func (s *Server) Run(ctx context.Context) error {
 		errs = append(errs, listen(n, addr, svc.Serve))
 	}
 	if cfg.Sendmail.Enabled {
-		ln, err := listenLocal(cfg.SocketPath())
+		ln, err := listenLocal("sendmail", cfg.SocketPath())
 		if err != nil {
 			errs = append(errs, err)
 		} else {
 			ls = append(ls, bound{"sendmail", ln, func(l net.Listener) error { return s.smtp.Serve(l, smtpd.RoleLocal) }})
+		}
+	}
+	if cfg.Checkpassword.Enabled {
+		b, err := s.authSocket()
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			ls = append(ls, b)
 		}
 	}
 	s.admin = &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
@@ -324,6 +335,9 @@ func (s *Server) Run(ctx context.Context) error {
 		svc.Shutdown(dctx)
 	}
 	s.admin.Shutdown(dctx)
+	if s.authsrv != nil {
+		s.authsrv.Shutdown(dctx)
+	}
 	stopSched()
 	s.sched.Wait()
 	s.dir.Close()
@@ -373,26 +387,26 @@ func (s *Server) reload() {
 // and is an error. The mode lets any local user connect: who they are is
 // decided by SO_PEERCRED. The socket lives in a directory of its own
 // (secureDataDir), away from the files local users must not read.
-func listenLocal(path string) (net.Listener, error) {
+func listenLocal(name, path string) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen sendmail on %s: the file exists and is not a socket", path)
+			return nil, fmt.Errorf("listen %s on %s: the file exists and is not a socket", name, path)
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
-			return nil, fmt.Errorf("listen sendmail on %s: another server is answering there", path)
+			return nil, fmt.Errorf("listen %s on %s: another server is answering there", name, path)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("listen sendmail on %s: removing the stale socket: %w", path, err)
+			return nil, fmt.Errorf("listen %s on %s: removing the stale socket: %w", name, path, err)
 		}
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("listen sendmail on %s: %w", path, err)
+		return nil, fmt.Errorf("listen %s on %s: %w", name, path, err)
 	}
 	if err := os.Chmod(path, 0o666); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("listen sendmail on %s: %w", path, err)
+		return nil, fmt.Errorf("listen %s on %s: %w", name, path, err)
 	}
 	return ln, nil
 }
