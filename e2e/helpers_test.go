@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -249,11 +250,6 @@ func setupServer(t *testing.T, o options) *server {
 	// otherwise, DNS goes to a loopback port where nothing answers, so
 	// mail for remote.test and the like stays queued (DNS is temporary).
 	set := map[string]string{"delivery.dns_server": `"127.0.0.1:1"`}
-	if os.Geteuid() == 0 {
-		// Test machines run as root; kanmon refuses root unless run_as
-		// says so. TestServesAsRunAs covers the real drop.
-		set["run_as"] = `"root"`
-	}
 	for k, v := range o.set {
 		set[k] = v
 	}
@@ -285,6 +281,12 @@ func editConfig(t testing.TB, path string, set map[string]string) {
 	}
 	done := map[string]bool{}
 	lines := strings.Split(string(raw), "\n")
+	if _, ok := set["run_as"]; !ok && os.Geteuid() == 0 && strings.Contains(string(raw), "\nrun_as = \"\"\n") {
+		// Test machines run as root, and kanmon refuses root unless
+		// run_as says so; TestServesAsRunAs covers the real drop.
+		set = maps.Clone(set)
+		set["run_as"] = `"root"`
+	}
 	table := ""
 	for i, line := range lines {
 		tr := strings.TrimSpace(line)
