@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -61,6 +62,11 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	// Unprivileged users run the binary too (the demo mode as root).
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	kanmonBin = filepath.Join(tmp, "kanmon")
 	args := []string{"build", "-o", kanmonBin}
 	if raceBuild {
@@ -201,6 +207,9 @@ type server struct {
 	LogPath                      string // serve's stderr (JSON log lines), appended over restarts
 	StdoutPath                   string
 	wrap                         []string
+	// Cred, when set, runs kanmon serve as that user (root starting a
+	// server that must not be root, as in the demo mode).
+	Cred *syscall.Credential
 
 	mu   sync.Mutex
 	proc *process
@@ -314,6 +323,12 @@ func editConfig(t testing.TB, path string, set map[string]string) {
 	}
 	done := map[string]bool{}
 	lines := strings.Split(string(raw), "\n")
+	if _, ok := set["run_as"]; !ok && os.Geteuid() == 0 && strings.Contains(string(raw), "\nrun_as = \"\"\n") {
+		// Test machines run as root, and kanmon refuses root unless
+		// run_as says so; TestServesAsRunAs covers the real drop.
+		set = maps.Clone(set)
+		set["run_as"] = `"root"`
+	}
 	table := ""
 	for i, line := range lines {
 		tr := strings.TrimSpace(line)
@@ -371,6 +386,9 @@ func (s *server) start(t testing.TB) error {
 	cmd.Dir = s.Dir
 	cmd.Stderr = logf
 	cmd.Stdout = outf
+	if s.Cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.Cred}
+	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -43,7 +43,8 @@ usage:
   kanmon serve [--config FILE]            run the server (no config: demo defaults)
   kanmon init --dir DIR --domain D --hostname H [--mx-addr A] [--submission-addr A]
               [--smtps-addr A] [--pop3-addr A] [--pop3s-addr A] [--admin-addr A]
-              [--cert FILE --key FILE] [--force]
+              [--cert FILE --key FILE] [--user USER] [--data-dir DIR] [--force]
+  kanmon checkpassword [--config FILE] REPLY-PROGRAM  (Dovecot passdb; credentials on fd 3)
   kanmon check-config --config FILE
   kanmon user add ADDRESS --config FILE [--password-stdin]
   kanmon user passwd ADDRESS --config FILE [--password-stdin]
@@ -88,6 +89,8 @@ func Main(args []string, env Env) int {
 		return runTrace(args[1:], env)
 	case "sendmail":
 		return cmdSendmail(args[1:], env)
+	case "checkpassword":
+		return cmdCheckpassword(args[1:], env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0
@@ -176,6 +179,11 @@ func cmdServe(args []string, env Env) error {
 	}
 	var cfg *config.Config
 	demo := *cfgPath == ""
+	if demo && os.Geteuid() == 0 {
+		// Checked before the demo writes anything as root.
+		return errors.New("refusing to serve as root: the demo mode has no config to name a user in (run_as); " +
+			"run it as an ordinary user, or give --config FILE with run_as = \"kanmon\"")
+	}
 	if demo {
 		cfg = config.Default()
 		cfg.TLS.Cert = filepath.Join(cfg.DataDir, "cert.pem")
@@ -431,6 +439,8 @@ func cmdInit(args []string, env Env) error {
 	cert := fs.String("cert", "", "certificate file (default: generate a self-signed one)")
 	key := fs.String("key", "", "key file")
 	force := fs.Bool("force", false, "overwrite an existing kanmon.toml")
+	runAs := fs.String("user", "", "the unprivileged user kanmon serves as (run_as); it gets the data directory")
+	dataDir := fs.String("data-dir", "data", "data directory (relative: to --dir)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -439,6 +449,10 @@ func cmdInit(args []string, env Env) error {
 	}
 	if (*cert == "") != (*key == "") {
 		return usageError{"--cert and --key go together"}
+	}
+	owner, err := initOwner(*runAs)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(*dir, 0o750); err != nil {
 		return err
@@ -464,7 +478,7 @@ func cmdInit(args []string, env Env) error {
 	if err := t.Execute(&b, map[string]string{
 		"Path": path, "Hostname": *hostname, "Domains": strings.Join(doms, ", "),
 		"MX": *mx, "Submission": *sub, "SMTPS": *smtps, "POP3": *pop3, "POP3S": *pop3s, "Admin": *adminAddr,
-		"Cert": certPath, "Key": keyPath,
+		"Cert": certPath, "Key": keyPath, "RunAs": *runAs, "DataDir": *dataDir,
 	}); err != nil {
 		return err
 	}
@@ -491,6 +505,12 @@ func cmdInit(args []string, env Env) error {
 		if err := d.AddDomain(context.Background(), dom); err != nil {
 			return err
 		}
+	}
+	if err := d.Close(); err != nil {
+		return err
+	}
+	if err := owner.give(cfg, *dir, *cert == ""); err != nil {
+		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s\nnext: kanmon user add postmaster@%s --config %s\n      kanmon serve --config %s\n",
 		path, cfg.Domains[0], path, path)

@@ -21,7 +21,14 @@ relay_domains = []
 trusted_networks = []
 
 # Where the account database, the queue and the Maildirs live.
-data_dir = "data"
+data_dir = "{{.DataDir}}"
+
+# The user "kanmon serve" serves as. Started as root, it binds its ports
+# and reads its certificate, then becomes this user for good; started as
+# root without run_as, it refuses. Started as an ordinary user (systemd
+# User=), it must be that user or run_as must be "". The data directory
+# belongs to this user (kanmon init --user sets that up).
+run_as = "{{.RunAs}}"
 
 # Logs: "json" (for kanmon trace) or "text"; level debug, info, warn, error.
 log_format = "json"
@@ -141,4 +148,17 @@ socket = ""
 users = {}
 # Unmapped users send as USER@default_domain; "" = unmapped users may not send.
 default_domain = ""
+
+[checkpassword]
+# IMAP through Dovecot (docs/imap-with-dovecot.md): Dovecot runs
+# "kanmon checkpassword", which asks this server over a local socket, so
+# IMAP logins use kanmon's accounts and the same login throttle as SMTP
+# and POP3.
+enabled = false
+# The socket; "" = DATA_DIR/public/auth.sock (the data directory is then
+# mode 0711, as for the sendmail socket).
+socket = ""
+# Unix users allowed to ask (the server checks the socket's peer): they
+# report the client address, so name only the IMAP server's auth user.
+users = ["dovecot"]
 `

@@ -209,25 +209,41 @@ type Sendmail struct {
 	DefaultDomain string `toml:"default_domain"`
 }
 
+// Checkpassword is the local socket `kanmon checkpassword` asks, so an
+// IMAP server (Dovecot) checks kanmon's passwords through the running
+// server and its login throttle.
+type Checkpassword struct {
+	Enabled bool `toml:"enabled"`
+	// Socket is the socket's path; "" = auth.sock in PublicDir.
+	Socket string `toml:"socket"`
+	// Users are the Unix users (by SO_PEERCRED) allowed to ask: they
+	// report the client address the throttle counts against.
+	Users []string `toml:"users"`
+}
+
 // Config is the whole configuration.
 type Config struct {
-	Hostname        string    `toml:"hostname"`
-	Domains         []string  `toml:"domains"`
-	RelayDomains    []string  `toml:"relay_domains"`
-	TrustedNetworks []string  `toml:"trusted_networks"`
-	DataDir         string    `toml:"data_dir"`
-	LogFormat       string    `toml:"log_format"`
-	LogLevel        string    `toml:"log_level"`
-	LogFile         string    `toml:"log_file"`
-	Listeners       Listeners `toml:"listeners"`
-	TLS             TLS       `toml:"tls"`
-	Limits          Limits    `toml:"limits"`
-	Queue           Queue     `toml:"queue"`
-	Delivery        Delivery  `toml:"delivery"`
-	DNS             DNS       `toml:"dns"`
-	Policy          Policy    `toml:"policy"`
-	POP3            POP3      `toml:"pop3"`
-	Sendmail        Sendmail  `toml:"sendmail"`
+	Hostname        string   `toml:"hostname"`
+	Domains         []string `toml:"domains"`
+	RelayDomains    []string `toml:"relay_domains"`
+	TrustedNetworks []string `toml:"trusted_networks"`
+	DataDir         string   `toml:"data_dir"`
+	// RunAs is the user `kanmon serve` becomes after binding its ports
+	// when started as root (internal/privdrop); required then.
+	RunAs         string        `toml:"run_as"`
+	LogFormat     string        `toml:"log_format"`
+	LogLevel      string        `toml:"log_level"`
+	LogFile       string        `toml:"log_file"`
+	Listeners     Listeners     `toml:"listeners"`
+	TLS           TLS           `toml:"tls"`
+	Limits        Limits        `toml:"limits"`
+	Queue         Queue         `toml:"queue"`
+	Delivery      Delivery      `toml:"delivery"`
+	DNS           DNS           `toml:"dns"`
+	Policy        Policy        `toml:"policy"`
+	POP3          POP3          `toml:"pop3"`
+	Sendmail      Sendmail      `toml:"sendmail"`
+	Checkpassword Checkpassword `toml:"checkpassword"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -291,10 +307,11 @@ func Default() *Config {
 			// Generous: a large message to a slow server still fits.
 			TransactionTimeout: Duration{30 * time.Minute},
 		},
-		DNS:      DNS{Timeout: Duration{5 * time.Second}},
-		Policy:   Policy{RejectForgedLocalSender: true},
-		POP3:     POP3{IdleTimeout: Duration{10 * time.Minute}},
-		Sendmail: Sendmail{Users: map[string]string{}},
+		DNS:           DNS{Timeout: Duration{5 * time.Second}},
+		Policy:        Policy{RejectForgedLocalSender: true},
+		POP3:          POP3{IdleTimeout: Duration{10 * time.Minute}},
+		Sendmail:      Sendmail{Users: map[string]string{}},
+		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
 	}
 }
 
@@ -609,6 +626,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	}
 	c.validateDelivery(raw, e)
 	c.validateSendmail(raw, e)
+	c.validateCheckpassword(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}
@@ -724,6 +742,18 @@ func validDNSServer(v string) bool {
 	return err == nil
 }
 
+func (c *Config) validateCheckpassword(raw []byte, e *Errors) {
+	cp := c.Checkpassword
+	if cp.Enabled && len(cp.Users) == 0 {
+		e.add(raw, "checkpassword.users", "must name at least one Unix user (the IMAP server's authentication user, e.g. \"dovecot\") when enabled")
+	}
+	for _, u := range cp.Users {
+		if u == "" || strings.ContainsAny(u, " \t:/") {
+			e.add(raw, "checkpassword.users", fmt.Sprintf("%q is not a Unix user name", u))
+		}
+	}
+}
+
 func (c *Config) validateSendmail(raw []byte, e *Errors) {
 	sm := c.Sendmail
 	names := make([]string, 0, len(sm.Users))
@@ -823,6 +853,7 @@ func (c *Config) resolvePaths() {
 	c.Delivery.SmarthostPasswordFile = abs(c.Delivery.SmarthostPasswordFile)
 	c.Delivery.SmarthostCAFile = abs(c.Delivery.SmarthostCAFile)
 	c.Sendmail.Socket = abs(c.Sendmail.Socket)
+	c.Checkpassword.Socket = abs(c.Checkpassword.Socket)
 }
 
 // Finish validates and resolves a config built in code (the embedded
@@ -854,6 +885,15 @@ func (c *Config) SocketPath() string {
 		return c.Sendmail.Socket
 	}
 	return filepath.Join(c.PublicDir(), "kanmon.sock")
+}
+
+// AuthSocketPath is the socket `kanmon checkpassword` asks: [checkpassword]
+// socket, or auth.sock in PublicDir.
+func (c *Config) AuthSocketPath() string {
+	if c.Checkpassword.Socket != "" {
+		return c.Checkpassword.Socket
+	}
+	return filepath.Join(c.PublicDir(), "auth.sock")
 }
 
 // PublicDir is the one directory under the data directory that local

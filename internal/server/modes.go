@@ -42,15 +42,26 @@ func (s *Server) secureDataDir() error {
 	if s.adminToken, err = admin.ReadToken(cfg.AdminTokenPath()); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	// The local sockets: sendmail's, and checkpassword's for the IMAP
+	// server's authentication user.
+	var sockets []string
+	if cfg.Sendmail.Enabled {
+		sockets = append(sockets, cfg.SocketPath())
+	}
+	if cfg.Checkpassword.Enabled {
+		sockets = append(sockets, cfg.AuthSocketPath())
+	}
 	dirMode := fs.FileMode(dataDirMode)
-	if cfg.Sendmail.Enabled && within(cfg.DataDir, cfg.SocketPath()) {
-		dirMode = dataDirPassMode
+	for _, sock := range sockets {
+		if within(cfg.DataDir, sock) {
+			dirMode = dataDirPassMode
+		}
 	}
 	s.setMode(cfg.DataDir, dirMode, true)
-	if cfg.Sendmail.Enabled {
-		sockDir := filepath.Dir(cfg.SocketPath())
+	for _, sock := range sockets {
+		sockDir := filepath.Dir(sock)
 		if err := os.MkdirAll(sockDir, publicDirMode); err != nil {
-			return fmt.Errorf("server: sendmail socket directory %s: %w", sockDir, err)
+			return fmt.Errorf("server: socket directory %s: %w", sockDir, err)
 		}
 		if sockDir == cfg.PublicDir() {
 			s.setMode(sockDir, publicDirMode, true)

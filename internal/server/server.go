@@ -26,6 +26,7 @@ import (
 	"crypto/x509"
 
 	"kanmon/internal/auth"
+	"kanmon/internal/authsock"
 	"kanmon/internal/config"
 	"kanmon/internal/courier/local"
 	"kanmon/internal/courier/remote"
@@ -36,6 +37,7 @@ import (
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
 	"kanmon/internal/popbefore"
+	"kanmon/internal/privdrop"
 	"kanmon/internal/queue"
 	"kanmon/internal/scheduler"
 	"kanmon/internal/smtpd"
@@ -58,6 +60,10 @@ type Server struct {
 	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
 	// adminToken is the bearer token of the admin listener.
 	adminToken string
+	// tcp holds the TCP listeners Open bound, by name.
+	tcp map[string]net.Listener
+	// authsrv answers `kanmon checkpassword` (nil unless enabled).
+	authsrv *authsock.Server
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -69,11 +75,39 @@ type service interface {
 // Open prepares everything and binds every configured listener, so a port
 // in use is reported before anything is served.
 func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	target, err := privdrop.Plan(cfg.RunAs, os.Geteuid())
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log}
+	// As root: read the certificate (its key may be readable by root
+	// only) and bind the ports, then become run_as before the data
+	// directory is touched.
+	if cfg.TLS.Cert != "" {
+		if s.certs, err = tlsutil.Load(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return nil, err
+		}
+	}
+	var errs []error
+	if s.tcp, errs = bindTCP(cfg); len(errs) > 0 {
+		closeTCP(s.tcp)
+		return nil, errors.Join(errs...)
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			closeTCP(s.tcp)
+		}
+	}()
+	if err := s.dropPrivileges(target); err != nil {
+		return nil, err
+	}
+	if err := checkOwner(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log}
-	var err error
 	// Modes first, so what an older version left open is logged before
 	// the database is opened (which would tighten it silently).
 	if err := s.secureDataDir(); err != nil {
@@ -86,11 +120,6 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		MaxMessages: cfg.Queue.MaxMessages, MaxBytes: int64(cfg.Queue.MaxSize), MinFreeBytes: int64(cfg.Queue.MinFreeSpace),
 	}); err != nil {
 		return nil, err
-	}
-	if cfg.TLS.Cert != "" {
-		if s.certs, err = tlsutil.Load(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
-			return nil, err
-		}
 	}
 	s.auth = auth.New(s.dir, auth.NewThrottle(auth.ThrottleConfig{
 		Window: cfg.Limits.AuthFailureWindow.Duration, FreeFailures: 3,
@@ -129,6 +158,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		},
 		MaxConcurrency: cfg.Delivery.MaxConcurrency, MaxPerDomain: cfg.Delivery.MaxPerDomain,
 	}
+	opened = true
 	return s, nil
 }
 
@@ -232,15 +262,12 @@ func (s *Server) Run(ctx context.Context) error {
 		extra["pop3s"] = tlsService{pop3.NewServer(popCfg("pop3s")), tlsCfg}
 	}
 	var ls []bound
-	listen := func(name, addr string, run func(net.Listener) error) error {
-		if addr == "" {
-			return nil
+	// The TCP listeners were bound by Open (before privileges were
+	// dropped); here each gets its protocol.
+	listen := func(name, _ string, run func(net.Listener) error) error {
+		if ln := s.tcp[name]; ln != nil {
+			ls = append(ls, bound{name, ln, run})
 		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
-		}
-		ls = append(ls, bound{name, ln, run})
 		return nil
 	}
 	var errs []error
@@ -258,11 +285,19 @@ func (s *Server) Run(ctx context.Context) error {
 		errs = append(errs, listen(n, addr, svc.Serve))
 	}
 	if cfg.Sendmail.Enabled {
-		ln, err := listenLocal(cfg.SocketPath())
+		ln, err := listenLocal("sendmail", cfg.SocketPath())
 		if err != nil {
 			errs = append(errs, err)
 		} else {
 			ls = append(ls, bound{"sendmail", ln, func(l net.Listener) error { return s.smtp.Serve(l, smtpd.RoleLocal) }})
+		}
+	}
+	if cfg.Checkpassword.Enabled {
+		b, err := s.authSocket()
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			ls = append(ls, b)
 		}
 	}
 	s.admin = &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
@@ -312,6 +347,9 @@ func (s *Server) Run(ctx context.Context) error {
 		svc.Shutdown(dctx)
 	}
 	s.admin.Shutdown(dctx)
+	if s.authsrv != nil {
+		s.authsrv.Shutdown(dctx)
+	}
 	stopSched()
 	s.sched.Wait()
 	s.dir.Close()
@@ -361,26 +399,26 @@ func (s *Server) reload() {
 // and is an error. The mode lets any local user connect: who they are is
 // decided by SO_PEERCRED. The socket lives in a directory of its own
 // (secureDataDir), away from the files local users must not read.
-func listenLocal(path string) (net.Listener, error) {
+func listenLocal(name, path string) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen sendmail on %s: the file exists and is not a socket", path)
+			return nil, fmt.Errorf("listen %s on %s: the file exists and is not a socket", name, path)
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
-			return nil, fmt.Errorf("listen sendmail on %s: another server is answering there", path)
+			return nil, fmt.Errorf("listen %s on %s: another server is answering there", name, path)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("listen sendmail on %s: removing the stale socket: %w", path, err)
+			return nil, fmt.Errorf("listen %s on %s: removing the stale socket: %w", name, path, err)
 		}
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("listen sendmail on %s: %w", path, err)
+		return nil, fmt.Errorf("listen %s on %s: %w", name, path, err)
 	}
 	if err := os.Chmod(path, 0o666); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("listen sendmail on %s: %w", path, err)
+		return nil, fmt.Errorf("listen %s on %s: %w", name, path, err)
 	}
 	return ln, nil
 }
