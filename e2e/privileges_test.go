@@ -151,7 +151,7 @@ func setupRunAs(t *testing.T) (*server, nobodyUser) {
 	if err := os.Chmod(dir, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	editConfig(t, s.Config, map[string]string{"delivery.dns_server": `"127.0.0.1:1"`})
+	editConfig(t, s.Config, map[string]string{"dns.server": `"127.0.0.1:1"`})
 	s.AddUser(t, alice)
 	return s, n
 }
