@@ -40,7 +40,7 @@ func codeDefaults(t *testing.T) map[string]any {
 	var buf bytes.Buffer
 	d := config.Default()
 	// The encoder leaves nil slices out; their default is "none".
-	for _, p := range []*[]string{&d.Domains, &d.RelayDomains, &d.TrustedNetworks} {
+	for _, p := range []*[]string{&d.Domains, &d.RelayDomains, &d.TrustedNetworks, &d.Listeners.AdminHosts} {
 		if *p == nil {
 			*p = []string{}
 		}
@@ -54,8 +54,15 @@ func codeDefaults(t *testing.T) map[string]any {
 	}
 	out := map[string]any{}
 	flatten("", m, out)
+	for k := range deprecated {
+		delete(out, k)
+	}
 	return out
 }
+
+// deprecated keys are still read for one release, but neither written by
+// kanmon init nor documented as settings.
+var deprecated = map[string]bool{"delivery.dns_server": true}
 
 // sameValue reports whether a documented or templated value (as written:
 // "25MiB", "5m", "100", "`[]`", "true") equals the code's default.
@@ -81,7 +88,11 @@ func sameValue(written string, code any) bool {
 		cd, err2 := time.ParseDuration(c)
 		return err1 == nil && err2 == nil && wd == cd
 	case []any:
-		return len(c) == 0 && w == "[]"
+		var doc struct{ V []any }
+		if _, err := toml.Decode("V = "+w, &doc); err != nil {
+			return false
+		}
+		return fmt.Sprint(doc.V) == fmt.Sprint(c)
 	case map[string]any:
 		return len(c) == 0 && w == "{}"
 	}
@@ -114,9 +125,11 @@ func written(v any) string {
 	case string:
 		return strconv.Quote(x)
 	case []any:
-		if len(x) == 0 {
-			return "[]"
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = written(e)
 		}
+		return "[" + strings.Join(parts, ", ") + "]"
 	case map[string]any:
 		if len(x) == 0 {
 			return "{}"

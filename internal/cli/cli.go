@@ -26,6 +26,7 @@ import (
 	"kanmon/internal/config"
 	"kanmon/internal/directory"
 	"kanmon/internal/logging"
+	"kanmon/internal/privdrop"
 	"kanmon/internal/server"
 	"kanmon/internal/tlsutil"
 )
@@ -179,13 +180,18 @@ func cmdServe(args []string, env Env) error {
 	}
 	var cfg *config.Config
 	demo := *cfgPath == ""
-	if demo && os.Geteuid() == 0 {
-		// Checked before the demo writes anything as root.
-		return errors.New("refusing to serve as root: the demo mode has no config to name a user in (run_as); " +
-			"run it as an ordinary user, or give --config FILE with run_as = \"kanmon\"")
-	}
 	if demo {
 		cfg = config.Default()
+		var asRoot *privdrop.User
+		if os.Geteuid() == 0 {
+			// Decided before the demo writes anything as root.
+			u, err := demoAsRoot(cfg)
+			if err != nil {
+				return err
+			}
+			asRoot = &u
+			fmt.Fprintf(env.Stdout, "kanmon demo: started as root: serving as %s, state in %s\n", demoUser, cfg.DataDir)
+		}
 		cfg.TLS.Cert = filepath.Join(cfg.DataDir, "cert.pem")
 		cfg.TLS.Key = filepath.Join(cfg.DataDir, "key.pem")
 		cfg.Domains = []string{"localhost"}
@@ -197,6 +203,11 @@ func cmdServe(args []string, env Env) error {
 		}
 		if _, err := tlsutil.WriteSelfSigned(cfg.TLS.Cert, cfg.TLS.Key, []string{cfg.Hostname, "127.0.0.1", "::1"}); err != nil {
 			return err
+		}
+		if asRoot != nil {
+			if err := handOver(cfg, *asRoot); err != nil {
+				return err
+			}
 		}
 	} else {
 		var err error
