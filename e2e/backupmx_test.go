@@ -206,3 +206,16 @@ func appendConfig(t testing.TB, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+// TestBackupMXCheckConfigWarns: unverified = "accept" passes
+// check-config with a warning naming its line and the consequence.
+func TestBackupMXCheckConfigWarns(t *testing.T) {
+	t.Parallel()
+	s := setupServer(t, options{set: map[string]string{"relay_domains": `["partner.test"]`}})
+	appendConfig(t, s.Config, "\n[relay_verify.\"partner.test\"]\nunverified = \"accept\"\n")
+	out, code := runKanmon(t, s.Dir, "", "check-config", "--config", s.Config)
+	if code != 0 || !strings.Contains(out, `warning: `+s.Config+`:`) || !strings.Contains(out, `relay_verify."partner.test".unverified: `) ||
+		!strings.Contains(out, "dropped") {
+		t.Errorf("check-config (exit %d) does not warn about unverified = \"accept\":\n%s", code, out)
+	}
+}
