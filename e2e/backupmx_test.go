@@ -116,6 +116,11 @@ func TestBackupMXVerifiesAtRcpt(t *testing.T) {
 		t.Errorf("kanmon trace (exit %d) does not show the verification:\n%s", code, trace)
 	}
 
+	for _, l := range s.Logs(t) {
+		if l.str("msg") == "rcpt.verify" {
+			t.Logf("verification of %s: %s %s in %vms", l.str("addr"), l.str("source"), l.str("result"), l["duration_ms"])
+		}
+	}
 	m := scrape(t, s)
 	for k, want := range map[string]float64{
 		`kanmon_rcpt_verify_total{result="invalid",source="probe"}`:    1,
