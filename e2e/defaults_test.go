@@ -232,7 +232,7 @@ func readmeDefaults(t *testing.T) map[string]string {
 	}
 	out := map[string]string{}
 	section := ""
-	in := false
+	in, perName := false, false
 	for _, line := range strings.Split(rest, "\n") {
 		if !strings.HasPrefix(line, "|") {
 			if in {
@@ -247,7 +247,17 @@ func readmeDefaults(t *testing.T) map[string]string {
 		}
 		in = true
 		keysCell, defCell := strings.TrimSpace(cells[0]), strings.TrimSpace(cells[1])
+		if perName && readmeSection.FindStringSubmatch(keysCell) == nil && !strings.HasPrefix(keysCell, "`[") {
+			continue
+		}
+		if strings.HasPrefix(keysCell, "`[") && strings.Contains(keysCell, `."`) {
+			// A per-name table (`[relay_verify."DOMAIN"]`) and its rows:
+			// no defaults of their own in config.Default.
+			perName = true
+			continue
+		}
 		if m := readmeSection.FindStringSubmatch(keysCell); m != nil {
+			perName = false
 			section = m[1]
 			keysCell = keysCell[len(m[0]):]
 		}

@@ -12,7 +12,9 @@ hostname = "{{.Hostname}}"
 domains = [{{.Domains}}]
 
 # Partner domains this server accepts mail for and forwards (backup MX).
-# Mail for them is accepted from anyone, like local mail, and queued.
+# Mail for them is accepted from anyone, like local mail, and queued, but
+# only for recipients the partner has: each is verified at RCPT (see
+# [verify] and [relay_verify."DOMAIN"] at the end).
 relay_domains = []
 
 # Client networks allowed to relay without authentication, e.g.
@@ -161,4 +163,23 @@ socket = ""
 # Unix users allowed to ask (the server checks the socket's peer): they
 # report the client address, so name only the IMAP server's auth user.
 users = ["dovecot"]
+
+[verify]
+# Recipients of relay_domains are verified while the client waits for the
+# answer to RCPT: by default the partner's own server is asked (its route
+# in [delivery] routes, or its MX hosts other than this one) with EHLO,
+# MAIL FROM:<>, RCPT TO and RSET, never DATA. An unknown recipient gets the
+# partner's own 5xx; no answer (partner down, 4xx) gets 450 4.1.1.
+positive_ttl = "168h"           # how long "exists" answers are cached
+negative_ttl = "3h"             # how long "no such user" answers are cached
+probe_timeout = "20s"           # bound of one verification
+max_probes = 8                  # probes in flight at once
+cache_size = 100000             # entries of each cache
+
+# Per relay domain (optional; without a table the domain is probed):
+# [relay_verify."partner.example"]
+# method = "list"               # "probe" (default) or "list"
+# list = "partner-recipients.txt" # one address per line, reloaded on change
+# unverified = "defer"          # "accept" takes what cannot be verified;
+#                               # unknown ones are then dropped unseen
 `

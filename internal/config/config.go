@@ -244,6 +244,10 @@ type Config struct {
 	POP3          POP3          `toml:"pop3"`
 	Sendmail      Sendmail      `toml:"sendmail"`
 	Checkpassword Checkpassword `toml:"checkpassword"`
+	// Verify and RelayVerify configure recipient verification for
+	// relay_domains (verify.go).
+	Verify      Verify                 `toml:"verify"`
+	RelayVerify map[string]RelayVerify `toml:"relay_verify"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -312,6 +316,7 @@ func Default() *Config {
 		POP3:          POP3{IdleTimeout: Duration{10 * time.Minute}},
 		Sendmail:      Sendmail{Users: map[string]string{}},
 		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
+		Verify:        defaultVerify(),
 	}
 }
 
@@ -627,6 +632,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateDelivery(raw, e)
 	c.validateSendmail(raw, e)
 	c.validateCheckpassword(raw, e)
+	c.validateVerify(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}
@@ -854,6 +860,10 @@ func (c *Config) resolvePaths() {
 	c.Delivery.SmarthostCAFile = abs(c.Delivery.SmarthostCAFile)
 	c.Sendmail.Socket = abs(c.Sendmail.Socket)
 	c.Checkpassword.Socket = abs(c.Checkpassword.Socket)
+	for d, rv := range c.RelayVerify {
+		rv.List = abs(rv.List)
+		c.RelayVerify[d] = rv
+	}
 }
 
 // Finish validates and resolves a config built in code (the embedded

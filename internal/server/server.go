@@ -39,6 +39,7 @@ import (
 	"kanmon/internal/popbefore"
 	"kanmon/internal/privdrop"
 	"kanmon/internal/queue"
+	"kanmon/internal/rcptverify"
 	"kanmon/internal/scheduler"
 	"kanmon/internal/smtpd"
 	"kanmon/internal/tlsutil"
@@ -58,6 +59,8 @@ type Server struct {
 	met   *metrics.Metrics
 	admin *http.Server
 	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
+	// verify checks relay-domain recipients at RCPT.
+	verify *rcptverify.Verifier
 	// adminToken is the bearer token of the admin listener.
 	adminToken string
 	// tcp holds the TCP listeners Open bound, by name.
@@ -147,6 +150,10 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.verify, err = newVerifier(cfg, remote, log, s.met); err != nil {
+		return nil, err
+	}
+	s.pol.Verifier = s.verify
 	s.sched = &scheduler.Scheduler{
 		Spool: s.spool, Log: log, Metrics: s.met, Workers: cfg.Queue.Workers,
 		RetryMin: cfg.Queue.RetryMin.Duration, RetryMax: cfg.Queue.RetryMax.Duration,
@@ -194,6 +201,33 @@ func newRemote(cfg *config.Config, resolver dnsresolve.Resolver) (*remote.Remote
 		}
 	}
 	return r, nil
+}
+
+// newVerifier builds relay-domain recipient verification: every relay
+// domain is probed unless [relay_verify."DOMAIN"] says otherwise. The
+// probe goes to the domain's route or its MX hosts, never to ourselves
+// (our host name, our MX listener).
+func newVerifier(cfg *config.Config, r *remote.Remote, log *slog.Logger, met *metrics.Metrics) (*rcptverify.Verifier, error) {
+	v := cfg.Verify
+	vc := rcptverify.Config{
+		Domains:     map[string]rcptverify.Domain{},
+		PositiveTTL: v.PositiveTTL.Duration, NegativeTTL: v.NegativeTTL.Duration,
+		MaxProbes: v.MaxProbes, ProbeTimeout: v.ProbeTimeout.Duration, CacheSize: v.CacheSize,
+	}
+	for _, d := range cfg.RelayDomains {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		rv := cfg.RelayVerifyFor(d)
+		vc.Domains[d] = rcptverify.Domain{Method: rv.Method, List: rv.List, AcceptUnverified: rv.Unverified == config.UnverifiedAccept}
+	}
+	p := &remote.Prober{Remote: r, SelfNames: []string{cfg.Hostname, r.HeloName}, Timeout: v.ProbeTimeout.Duration}
+	if cfg.Listeners.MX != "" {
+		p.SelfAddrs = []string{cfg.Listeners.MX}
+	}
+	ver, err := rcptverify.New(vc, p, log, met.RcptVerify)
+	if err != nil {
+		return nil, fmt.Errorf("server: relay_verify: %w", err)
+	}
+	return ver, nil
 }
 
 // localAccount resolves an address in one of our domains to its account
@@ -391,6 +425,9 @@ func (s *Server) reload() {
 		s.auth.FlushCache()
 		s.pol.SetDomains(s.domains())
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
+	}
+	if err := s.verify.Reload(); err != nil {
+		s.log.Error("reload", "what", "relay_verify", "err", err.Error())
 	}
 }
 

@@ -185,7 +185,7 @@ func (c *conn) cmdData(arg string) error {
 		env.From = ""
 	}
 	for _, r := range c.rcpts {
-		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.addr.String(), Account: r.account})
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.addr.String(), Account: r.account, Verified: r.verified})
 	}
 	w, err := c.s.d.Spool.Create(env)
 	if err != nil {

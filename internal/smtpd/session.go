@@ -25,6 +25,8 @@ var errClose = errors.New("close connection")
 type rcpt struct {
 	addr    address.Addr
 	account string // local account, "" for remote
+	// verified is how a relay-domain recipient was verified, for the queue.
+	verified string
 }
 
 // conn is one SMTP session.
