@@ -226,6 +226,7 @@ type Config struct {
 	Delivery        Delivery  `toml:"delivery"`
 	DNS             DNS       `toml:"dns"`
 	Policy          Policy    `toml:"policy"`
+	Inbound         Inbound   `toml:"inbound"`
 	POP3            POP3      `toml:"pop3"`
 	Sendmail        Sendmail  `toml:"sendmail"`
 
@@ -293,6 +294,7 @@ func Default() *Config {
 		},
 		DNS:      DNS{Timeout: Duration{5 * time.Second}},
 		Policy:   Policy{RejectForgedLocalSender: true},
+		Inbound:  DefaultInbound(),
 		POP3:     POP3{IdleTimeout: Duration{10 * time.Minute}},
 		Sendmail: Sendmail{Users: map[string]string{}},
 	}
@@ -609,6 +611,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	}
 	c.validateDelivery(raw, e)
 	c.validateSendmail(raw, e)
+	c.validateInbound(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}

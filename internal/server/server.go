@@ -32,6 +32,7 @@ import (
 	"kanmon/internal/directory"
 	"kanmon/internal/dnsresolve"
 	"kanmon/internal/dsn"
+	"kanmon/internal/inbound"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
@@ -53,9 +54,11 @@ type Server struct {
 	pol   *policy.Engine
 	smtp  *smtpd.Server
 	sched *scheduler.Scheduler
-	met   *metrics.Metrics
-	admin *http.Server
-	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
+	// inbound screens MX clients and senders (internal/inbound).
+	inbound *inbound.Screen
+	met     *metrics.Metrics
+	admin   *http.Server
+	popb    *popbefore.Registry // nil unless pop3.pop_before_smtp is set
 	// adminToken is the bearer token of the admin listener.
 	adminToken string
 }
@@ -114,6 +117,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	// The one resolver (law 6): delivery now, the inbound checks next.
 	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
+	s.inbound = inbound.New(cfg.Inbound, resolver, s.met)
 	remote, err := newRemote(cfg, resolver)
 	if err != nil {
 		return nil, err
@@ -214,6 +218,7 @@ func (s *Server) Run(ctx context.Context) error {
 	deps := smtpd.Deps{
 		Config: cfg, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
 		Logger: s.log, Metrics: s.met, Scheduler: s.sched, LocalIdentity: s.localIdentity,
+		Inbound: s.inbound,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}
