@@ -115,7 +115,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	for _, w := range cfg.WarningLines() {
 		log.Warn("config", "warning", w)
 	}
-	// The one resolver (law 6): delivery now, the inbound checks next.
+	// The one resolver (law 6): delivery and the inbound checks.
 	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
 	s.inbound = inbound.New(cfg.Inbound, resolver, s.met)
 	remote, err := newRemote(cfg, resolver)
