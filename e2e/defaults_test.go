@@ -80,6 +80,9 @@ func sameValue(written string, code any) bool {
 		}
 		n, err := config.ParseSize(w)
 		return err == nil && n == c
+	case float64:
+		f, err := strconv.ParseFloat(w, 64)
+		return err == nil && f == c
 	case string:
 		if w == c {
 			return true

@@ -241,6 +241,7 @@ type Config struct {
 	Delivery      Delivery      `toml:"delivery"`
 	DNS           DNS           `toml:"dns"`
 	Policy        Policy        `toml:"policy"`
+	Inbound       Inbound       `toml:"inbound"`
 	POP3          POP3          `toml:"pop3"`
 	Sendmail      Sendmail      `toml:"sendmail"`
 	Checkpassword Checkpassword `toml:"checkpassword"`
@@ -313,6 +314,7 @@ func Default() *Config {
 		},
 		DNS:           DNS{Timeout: Duration{5 * time.Second}},
 		Policy:        Policy{RejectForgedLocalSender: true},
+		Inbound:       DefaultInbound(),
 		POP3:          POP3{IdleTimeout: Duration{10 * time.Minute}},
 		Sendmail:      Sendmail{Users: map[string]string{}},
 		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
@@ -633,6 +635,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateSendmail(raw, e)
 	c.validateCheckpassword(raw, e)
 	c.validateVerify(raw, e)
+	c.validateInbound(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}

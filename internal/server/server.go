@@ -33,6 +33,7 @@ import (
 	"kanmon/internal/directory"
 	"kanmon/internal/dnsresolve"
 	"kanmon/internal/dsn"
+	"kanmon/internal/inbound"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
@@ -56,9 +57,11 @@ type Server struct {
 	pol   *policy.Engine
 	smtp  *smtpd.Server
 	sched *scheduler.Scheduler
-	met   *metrics.Metrics
-	admin *http.Server
-	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
+	// inbound screens MX clients and senders (internal/inbound).
+	inbound *inbound.Screen
+	met     *metrics.Metrics
+	admin   *http.Server
+	popb    *popbefore.Registry // nil unless pop3.pop_before_smtp is set
 	// verify checks relay-domain recipients at RCPT.
 	verify *rcptverify.Verifier
 	// adminToken is the bearer token of the admin listener.
@@ -144,8 +147,9 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	for _, w := range cfg.WarningLines() {
 		log.Warn("config", "warning", w)
 	}
-	// The one resolver (law 6): delivery now, the inbound checks next.
+	// The one resolver (law 6): delivery and the inbound checks.
 	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
+	s.inbound = inbound.New(cfg.Inbound, resolver, s.met)
 	remote, err := newRemote(cfg, resolver)
 	if err != nil {
 		return nil, err
@@ -278,6 +282,7 @@ func (s *Server) Run(ctx context.Context) error {
 	deps := smtpd.Deps{
 		Config: cfg, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
 		Logger: s.log, Metrics: s.met, Scheduler: s.sched, LocalIdentity: s.localIdentity,
+		Inbound: s.inbound,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}

@@ -34,6 +34,7 @@ import (
 
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
+	"kanmon/internal/inbound"
 	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
@@ -81,6 +82,9 @@ type Deps struct {
 	LocalIdentity LocalIdentity
 	// Scheduler is handed every committed message (nil: none is).
 	Scheduler Scheduler
+	// Inbound screens clients and senders on the MX listener (nil: no
+	// inbound checks, no greet delay).
+	Inbound *inbound.Screen
 }
 
 // Server runs the SMTP listeners. Each listener has its own connection
