@@ -28,6 +28,10 @@ deb_version() {
 		printf '%s' "$d" | sed -e 's/-/+/' -e 's/-/./g'
 		return
 	fi
+	if ! git rev-parse --git-dir >/dev/null 2>&1; then
+		printf '0.0.0~unknown'
+		return
+	fi
 	local date hash
 	date=$(git log -1 --format=%cd --date=format:%Y%m%d)
 	hash=$(git rev-parse --short=12 HEAD)
