@@ -161,4 +161,17 @@ socket = ""
 # Unix users allowed to ask (the server checks the socket's peer): they
 # report the client address, so name only the IMAP server's auth user.
 users = ["dovecot"]
+
+[dkim]
+# DKIM-sign (RFC 6376) mail from authenticated users, trusted networks
+# and the sendmail socket whose envelope sender is in a local domain:
+# one ed25519-sha256 and one rsa-sha256 signature, relaxed/relaxed, From:
+# oversigned. Keys: DATA_DIR/dkim/DOMAIN/SELECTOR.ALGO.key (mode 0600);
+# publish them with "kanmon dns-records DOMAIN", rotate with
+# "kanmon dkim keygen" and "kanmon dkim activate".
+sign = true
+# Keys made for a local domain that has none (kanmon init, and the server
+# at start, so a new domain signs from its first message): "both",
+# "ed25519" or "rsa".
+new_keys = "both"
 `

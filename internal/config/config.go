@@ -244,6 +244,7 @@ type Config struct {
 	POP3          POP3          `toml:"pop3"`
 	Sendmail      Sendmail      `toml:"sendmail"`
 	Checkpassword Checkpassword `toml:"checkpassword"`
+	DKIM          DKIM          `toml:"dkim"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -312,6 +313,7 @@ func Default() *Config {
 		POP3:          POP3{IdleTimeout: Duration{10 * time.Minute}},
 		Sendmail:      Sendmail{Users: map[string]string{}},
 		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
+		DKIM:          DefaultDKIM(),
 	}
 }
 
@@ -627,6 +629,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateDelivery(raw, e)
 	c.validateSendmail(raw, e)
 	c.validateCheckpassword(raw, e)
+	c.validateDKIM(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}

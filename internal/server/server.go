@@ -31,6 +31,7 @@ import (
 	"kanmon/internal/courier/local"
 	"kanmon/internal/courier/remote"
 	"kanmon/internal/directory"
+	"kanmon/internal/dkim"
 	"kanmon/internal/dnsresolve"
 	"kanmon/internal/dsn"
 	"kanmon/internal/metrics"
@@ -64,6 +65,8 @@ type Server struct {
 	tcp map[string]net.Listener
 	// authsrv answers `kanmon checkpassword` (nil unless enabled).
 	authsrv *authsock.Server
+	// dkim holds the DKIM signing keys.
+	dkim *dkim.Store
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -141,6 +144,8 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	for _, w := range cfg.WarningLines() {
 		log.Warn("config", "warning", w)
 	}
+	s.dkim = dkim.NewStore(cfg.DKIMDir())
+	s.ensureDKIMKeys()
 	// The one resolver (law 6): delivery now, the inbound checks next.
 	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
 	remote, err := newRemote(cfg, resolver)
@@ -244,6 +249,7 @@ func (s *Server) Run(ctx context.Context) error {
 	deps := smtpd.Deps{
 		Config: cfg, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
 		Logger: s.log, Metrics: s.met, Scheduler: s.sched, LocalIdentity: s.localIdentity,
+		DKIM: s.dkim,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}
@@ -390,6 +396,7 @@ func (s *Server) reload() {
 	} else {
 		s.auth.FlushCache()
 		s.pol.SetDomains(s.domains())
+		s.ensureDKIMKeys()
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
 	}
 }

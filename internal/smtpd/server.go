@@ -34,6 +34,7 @@ import (
 
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
+	"kanmon/internal/dkim"
 	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
@@ -81,6 +82,8 @@ type Deps struct {
 	LocalIdentity LocalIdentity
 	// Scheduler is handed every committed message (nil: none is).
 	Scheduler Scheduler
+	// DKIM holds the signing keys (nil: nothing is signed).
+	DKIM *dkim.Store
 }
 
 // Server runs the SMTP listeners. Each listener has its own connection
