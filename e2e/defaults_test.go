@@ -40,7 +40,7 @@ func codeDefaults(t *testing.T) map[string]any {
 	var buf bytes.Buffer
 	d := config.Default()
 	// The encoder leaves nil slices out; their default is "none".
-	for _, p := range []*[]string{&d.Domains, &d.RelayDomains, &d.TrustedNetworks} {
+	for _, p := range []*[]string{&d.Domains, &d.RelayDomains, &d.TrustedNetworks, &d.Listeners.AdminHosts} {
 		if *p == nil {
 			*p = []string{}
 		}
@@ -54,8 +54,15 @@ func codeDefaults(t *testing.T) map[string]any {
 	}
 	out := map[string]any{}
 	flatten("", m, out)
+	for k := range deprecated {
+		delete(out, k)
+	}
 	return out
 }
+
+// deprecated keys are still read for one release, but neither written by
+// kanmon init nor documented as settings.
+var deprecated = map[string]bool{"delivery.dns_server": true}
 
 // sameValue reports whether a documented or templated value (as written:
 // "25MiB", "5m", "100", "`[]`", "true") equals the code's default.
@@ -73,6 +80,9 @@ func sameValue(written string, code any) bool {
 		}
 		n, err := config.ParseSize(w)
 		return err == nil && n == c
+	case float64:
+		f, err := strconv.ParseFloat(w, 64)
+		return err == nil && f == c
 	case string:
 		if w == c {
 			return true
@@ -81,7 +91,11 @@ func sameValue(written string, code any) bool {
 		cd, err2 := time.ParseDuration(c)
 		return err1 == nil && err2 == nil && wd == cd
 	case []any:
-		return len(c) == 0 && w == "[]"
+		var doc struct{ V []any }
+		if _, err := toml.Decode("V = "+w, &doc); err != nil {
+			return false
+		}
+		return fmt.Sprint(doc.V) == fmt.Sprint(c)
 	case map[string]any:
 		return len(c) == 0 && w == "{}"
 	}
@@ -114,9 +128,11 @@ func written(v any) string {
 	case string:
 		return strconv.Quote(x)
 	case []any:
-		if len(x) == 0 {
-			return "[]"
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = written(e)
 		}
+		return "[" + strings.Join(parts, ", ") + "]"
 	case map[string]any:
 		if len(x) == 0 {
 			return "{}"
@@ -219,7 +235,7 @@ func readmeDefaults(t *testing.T) map[string]string {
 	}
 	out := map[string]string{}
 	section := ""
-	in := false
+	in, perName := false, false
 	for _, line := range strings.Split(rest, "\n") {
 		if !strings.HasPrefix(line, "|") {
 			if in {
@@ -234,7 +250,17 @@ func readmeDefaults(t *testing.T) map[string]string {
 		}
 		in = true
 		keysCell, defCell := strings.TrimSpace(cells[0]), strings.TrimSpace(cells[1])
+		if perName && readmeSection.FindStringSubmatch(keysCell) == nil && !strings.HasPrefix(keysCell, "`[") {
+			continue
+		}
+		if strings.HasPrefix(keysCell, "`[") && strings.Contains(keysCell, `."`) {
+			// A per-name table (`[relay_verify."DOMAIN"]`) and its rows:
+			// no defaults of their own in config.Default.
+			perName = true
+			continue
+		}
 		if m := readmeSection.FindStringSubmatch(keysCell); m != nil {
+			perName = false
 			section = m[1]
 			keysCell = keysCell[len(m[0]):]
 		}

@@ -292,6 +292,9 @@ func setupServer(t *testing.T, o options) *server {
 	// otherwise, DNS goes to a loopback port where nothing answers, so
 	// mail for remote.test and the like stays queued (DNS is temporary).
 	set := map[string]string{"dns.server": `"127.0.0.1:1"`}
+	for k, v := range inboundOff { // inbound_test.go: tests not about the inbound checks
+		set[k] = v
+	}
 	for k, v := range o.set {
 		set[k] = v
 	}

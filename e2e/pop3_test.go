@@ -51,6 +51,9 @@ func startPOP3Server(t *testing.T, set map[string]string) *popServer {
 			"--pop3-addr", p.POP3, "--pop3s-addr", p.POP3S)
 		// As setupServer: remote delivery never leaves the machine.
 		all := map[string]string{"dns.server": `"127.0.0.1:1"`}
+		for k, v := range inboundOff {
+			all[k] = v
+		}
 		for k, v := range set {
 			all[k] = v
 		}

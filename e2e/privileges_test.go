@@ -43,21 +43,6 @@ func lookupNobody(t testing.TB) nobodyUser {
 	return nobodyUser{u.Username, uid, gid}
 }
 
-// unprivileged hands dir to the user nobody and lets that user pass
-// through dir's parent (a test's temporary directories are 0700 root's),
-// and returns the credential to run kanmon as nobody.
-func unprivileged(t testing.TB, dir string) *syscall.Credential {
-	t.Helper()
-	n := lookupNobody(t)
-	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, n.UID, n.GID); err != nil {
-		t.Fatal(err)
-	}
-	return &syscall.Credential{Uid: uint32(n.UID), Gid: uint32(n.GID)}
-}
-
 // lowPort finds a free loopback port below 1024, which only root may
 // bind: a server on it shows the ports were bound before the drop.
 func lowPort(t testing.TB) int {

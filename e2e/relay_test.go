@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -178,13 +180,21 @@ func TestRelayTrustedNetwork(t *testing.T) {
 
 // TestRelayDomains: a relay_domains partner is accepted from anyone (backup
 // MX); other foreign domains are not, and a forged local sender does not
-// change that even with the forged-sender check turned off.
+// change that even with the forged-sender check turned off. (The
+// partner's recipients are verified from a list here; backupmx_test.go
+// tests verification itself.)
 func TestRelayDomains(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, options{set: map[string]string{
+	s := setupServer(t, options{set: map[string]string{
 		"relay_domains":                     `["partner.test"]`,
 		"policy.reject_forged_local_sender": "false",
 	}})
+	if err := os.WriteFile(filepath.Join(s.Dir, "partner.txt"), []byte("user@partner.test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	appendConfig(t, s.Config, "\n[relay_verify.\"partner.test\"]\nmethod = \"list\"\nlist = \"partner.txt\"\n")
+	s.Start(t)
+	t.Cleanup(func() { s.Stop(t) })
 	c := dial(t, s.MX)
 	c.Ehlo("client.remote.test")
 	c.Expect("MAIL FROM:<x@remote.test>", 250, "2.1.0")

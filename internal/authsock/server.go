@@ -112,6 +112,11 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	log := s.Log.With("conn", id, "listener", "checkpassword")
 	uid, err := peerUID(c)
 	if err != nil || !s.Allowed(uid) {
+		// Read the (bounded) request first: closing a Unix socket with
+		// unread data resets it, and the client would see a reset
+		// (try later) instead of this answer.
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		readRequest(c)
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		c.Write([]byte("NO\n"))
 		log.Warn("connect.refused", "rule", "checkpassword.peer", "uid", uid,

@@ -26,6 +26,7 @@ import (
 	"kanmon/internal/config"
 	"kanmon/internal/directory"
 	"kanmon/internal/logging"
+	"kanmon/internal/privdrop"
 	"kanmon/internal/server"
 	"kanmon/internal/tlsutil"
 )
@@ -187,16 +188,24 @@ func cmdServe(args []string, env Env) error {
 	}
 	var cfg *config.Config
 	demo := *cfgPath == ""
-	if demo && os.Geteuid() == 0 {
-		// Checked before the demo writes anything as root.
-		return errors.New("refusing to serve as root: the demo mode has no config to name a user in (run_as); " +
-			"run it as an ordinary user, or give --config FILE with run_as = \"kanmon\"")
-	}
 	if demo {
 		cfg = config.Default()
+		var asRoot *privdrop.User
+		if os.Geteuid() == 0 {
+			// Decided before the demo writes anything as root.
+			u, err := demoAsRoot(cfg)
+			if err != nil {
+				return err
+			}
+			asRoot = &u
+			fmt.Fprintf(env.Stdout, "kanmon demo: started as root: serving as %s, state in %s\n", demoUser, cfg.DataDir)
+		}
 		cfg.TLS.Cert = filepath.Join(cfg.DataDir, "cert.pem")
 		cfg.TLS.Key = filepath.Join(cfg.DataDir, "key.pem")
 		cfg.Domains = []string{"localhost"}
+		// The demo asks nothing outside the machine: no DNS checks of
+		// incoming mail, and no greet delay for the person trying it.
+		cfg.Inbound.DNSChecksOff()
 		if err := cfg.Finish(); err != nil {
 			return err
 		}
@@ -205,6 +214,11 @@ func cmdServe(args []string, env Env) error {
 		}
 		if _, err := tlsutil.WriteSelfSigned(cfg.TLS.Cert, cfg.TLS.Key, []string{cfg.Hostname, "127.0.0.1", "::1"}); err != nil {
 			return err
+		}
+		if asRoot != nil {
+			if err := handOver(cfg, *asRoot); err != nil {
+				return err
+			}
 		}
 	} else {
 		var err error

@@ -128,6 +128,9 @@ func cmdQueue(args []string, env Env) error {
 		}
 		for _, r := range in.Rcpts {
 			fmt.Fprintf(env.Stdout, "rcpt: %s %s attempts=%d", r.Addr, r.Status, r.Attempts)
+			if r.Verified != "" {
+				fmt.Fprintf(env.Stdout, " verified=%q", r.Verified)
+			}
 			if r.Last != "" {
 				fmt.Fprintf(env.Stdout, " last=%q", r.Last)
 			}

@@ -12,7 +12,9 @@ hostname = "{{.Hostname}}"
 domains = [{{.Domains}}]
 
 # Partner domains this server accepts mail for and forwards (backup MX).
-# Mail for them is accepted from anyone, like local mail, and queued.
+# Mail for them is accepted from anyone, like local mail, and queued, but
+# only for recipients the partner has: each is verified at RCPT (see
+# [verify] and [relay_verify."DOMAIN"] at the end).
 relay_domains = []
 
 # Client networks allowed to relay without authentication, e.g.
@@ -125,6 +127,49 @@ timeout = "5s"                  # bound of each question
 # sender (our users send through submission).
 reject_forged_local_sender = true
 
+[inbound]
+# Checks of mail arriving on the MX listener, decided during the SMTP
+# dialogue. Submission, SMTPS, trusted_networks and the sendmail socket
+# are exempt. Each action is "reject", "tempfail", "log" (only a decision
+# line: watch a rule before enforcing it) or "off".
+# Wait this long before greeting on MX; a client that talks first is an
+# early talker (zombie bots do not wait). "0s" = no wait.
+greet_delay = "2s"
+early_talker = "reject"         # 554 5.5.1
+# A client that waited is greeted at once for this long (kept in memory).
+greet_remember = "24h"
+# Access lists: addresses, networks ("192.0.2.0/24"), host names or
+# domain patterns (".example.com"); names count only when the reverse name
+# resolves back to the client. allow skips every check below; deny
+# answers 554 5.7.1.
+allow = []
+deny = []
+# Home PCs speaking straight to an MX: a reverse name that looks dynamic
+# (the address in the name, or labels such as dyn, dhcp, ppp, pool, dsl,
+# cable, client; add your own in dynamic_labels): 550 5.7.1.
+dynamic_client = "reject"
+dynamic_labels = []
+# Policy-block zones (PBL style): listed addresses should not send mail
+# directly, e.g. ["pbl.example.org"]: 550 5.7.1.
+policy_block_zones = []
+policy_block = "reject"
+missing_ptr = "tempfail"        # no reverse name at all: 450 4.7.25
+fcrdns_mismatch = "log"         # reverse name does not resolve back
+# DNS blocklists: each { zone = "bl.example.org", weight = 1.0,
+# codes = ["127.0.0.2"], url = "https://bl.example.org/lookup?ip=" }
+# (codes empty: any 127.0.0.x answer counts). The weights of the lists
+# naming the client add up; at dnsbl_threshold it gets 554 5.7.1.
+dnsbl = []
+dnsbl_threshold = 1.0
+dnsbl_listed = "reject"
+dnsbl_timeout = "3s"            # a list slower than this counts as not listing
+dnsbl_cache = "5m"              # how long a list's answer is reused
+# MAIL FROM: the sender domain must exist (NXDOMAIN 550 5.1.8, null MX
+# 550 5.7.27; a DNS failure is always 451 4.4.3).
+sender_domain = "reject"
+spf_fail = "reject"             # SPF fail: 550 5.7.23
+spf_temperror = "tempfail"      # 451 4.7.24 (tempfail, log or off)
+
 [pop3]
 allow_plaintext_auth = false    # never let passwords cross the network in clear
 idle_timeout = "10m"            # RFC 1939 autologout
@@ -161,6 +206,25 @@ socket = ""
 # Unix users allowed to ask (the server checks the socket's peer): they
 # report the client address, so name only the IMAP server's auth user.
 users = ["dovecot"]
+
+[verify]
+# Recipients of relay_domains are verified while the client waits for the
+# answer to RCPT: by default the partner's own server is asked (its route
+# in [delivery] routes, or its MX hosts other than this one) with EHLO,
+# MAIL FROM:<>, RCPT TO and RSET, never DATA. An unknown recipient gets the
+# partner's own 5xx; no answer (partner down, 4xx) gets 450 4.1.1.
+positive_ttl = "168h"           # how long "exists" answers are cached
+negative_ttl = "3h"             # how long "no such user" answers are cached
+probe_timeout = "20s"           # bound of one verification
+max_probes = 8                  # probes in flight at once
+cache_size = 100000             # entries of each cache
+
+# Per relay domain (optional; without a table the domain is probed):
+# [relay_verify."partner.example"]
+# method = "list"               # "probe" (default) or "list"
+# list = "partner-recipients.txt" # one address per line, reloaded on change
+# unverified = "defer"          # "accept" takes what cannot be verified;
+#                               # unknown ones are then dropped unseen
 
 [dkim]
 # DKIM-sign (RFC 6376) mail from authenticated users, trusted networks

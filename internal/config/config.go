@@ -241,10 +241,15 @@ type Config struct {
 	Delivery      Delivery      `toml:"delivery"`
 	DNS           DNS           `toml:"dns"`
 	Policy        Policy        `toml:"policy"`
+	Inbound       Inbound       `toml:"inbound"`
 	POP3          POP3          `toml:"pop3"`
 	Sendmail      Sendmail      `toml:"sendmail"`
 	Checkpassword Checkpassword `toml:"checkpassword"`
-	DKIM          DKIM          `toml:"dkim"`
+	// Verify and RelayVerify configure recipient verification for
+	// relay_domains (verify.go).
+	Verify      Verify                 `toml:"verify"`
+	RelayVerify map[string]RelayVerify `toml:"relay_verify"`
+	DKIM        DKIM                   `toml:"dkim"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -310,9 +315,11 @@ func Default() *Config {
 		},
 		DNS:           DNS{Timeout: Duration{5 * time.Second}},
 		Policy:        Policy{RejectForgedLocalSender: true},
+		Inbound:       DefaultInbound(),
 		POP3:          POP3{IdleTimeout: Duration{10 * time.Minute}},
 		Sendmail:      Sendmail{Users: map[string]string{}},
 		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
+		Verify:        defaultVerify(),
 		DKIM:          DefaultDKIM(),
 	}
 }
@@ -629,6 +636,8 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateDelivery(raw, e)
 	c.validateSendmail(raw, e)
 	c.validateCheckpassword(raw, e)
+	c.validateVerify(raw, e)
+	c.validateInbound(raw, e)
 	c.validateDKIM(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
@@ -857,6 +866,10 @@ func (c *Config) resolvePaths() {
 	c.Delivery.SmarthostCAFile = abs(c.Delivery.SmarthostCAFile)
 	c.Sendmail.Socket = abs(c.Sendmail.Socket)
 	c.Checkpassword.Socket = abs(c.Checkpassword.Socket)
+	for d, rv := range c.RelayVerify {
+		rv.List = abs(rv.List)
+		c.RelayVerify[d] = rv
+	}
 }
 
 // Finish validates and resolves a config built in code (the embedded

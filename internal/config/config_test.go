@@ -45,6 +45,9 @@ func TestParseMinimalValid(t *testing.T) {
 	}
 }
 
+// relayBase relays partner.test and opens its [relay_verify] table.
+const relayBase = base + "relay_domains = [\"partner.test\"]\n\n[relay_verify.\"partner.test\"]\n"
+
 // badCase is one broken configuration and the error it must produce.
 type badCase struct {
 	name string
@@ -111,6 +114,15 @@ func badCases() []badCase {
 		{name: "dns timeout too long", toml: sec("dns", `timeout = "5m"`), key: "dns.timeout", at: "timeout =", msg: "from 100ms to 1m"},
 		{name: "dns timeout not a duration", toml: sec("dns", `timeout = 5`), key: "dns.timeout", at: "timeout =", msg: "is not a duration"},
 		{name: "transaction_timeout too short", toml: sec("delivery", `transaction_timeout = "10s"`), key: "delivery.transaction_timeout", at: "transaction_timeout =", msg: "at least 1m"},
+
+		// [verify] and [relay_verify."DOMAIN"] (validateVerify).
+		{name: "verify negative ttl too short", toml: sec("verify", `negative_ttl = "10s"`), key: "verify.negative_ttl", at: "negative_ttl =", msg: "from 1m0s"},
+		{name: "verify max probes zero", toml: sec("verify", `max_probes = 0`), key: "verify.max_probes", at: "max_probes =", msg: "from 1 to 1000"},
+		{name: "relay_verify of a domain not relayed", toml: base + "\n[relay_verify.\"other.test\"]\nmethod = \"probe\"\n", key: `relay_verify."other.test"`, at: "[relay_verify", msg: "not in relay_domains"},
+		{name: "relay_verify unknown method", toml: relayBase + "method = \"vrfy\"\n", key: `relay_verify."partner.test".method`, at: "method =", msg: `use "probe" or "list"`},
+		{name: "relay_verify list without file", toml: relayBase + "method = \"list\"\n", key: `relay_verify."partner.test".list`, at: "method =", msg: "needs the file"},
+		{name: "relay_verify unknown unverified", toml: relayBase + "unverified = \"drop\"\n", key: `relay_verify."partner.test".unverified`, at: "unverified =", msg: `use "defer" or "accept"`},
+		{name: "relay_verify unknown key", toml: relayBase + "methd = \"list\"\n", key: `relay_verify."partner.test".methd`, at: "methd =", msg: "unknown setting"},
 
 		// Unknown keys.
 		{name: "unknown top-level key", toml: base + "hostnme = \"x\"\n", key: "hostnme", at: "hostnme =", msg: "unknown setting"},
@@ -529,5 +541,34 @@ func TestMaxConnectionsFor(t *testing.T) {
 		if got := c.MaxConnectionsFor(l); got != want {
 			t.Errorf("MaxConnectionsFor(%s) = %d, want %d", l, got, want)
 		}
+	}
+}
+
+// TestRelayVerify: every relay domain is probed unless its table says
+// otherwise; unverified = "accept" is allowed with a warning that names
+// the consequence; a list path is relative to the config file.
+func TestRelayVerify(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(base+"relay_domains = [\"partner.test\", \"other.test\"]\n"), "/etc/kanmon/kanmon.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := c.RelayVerifyFor("partner.test"); v.Method != "probe" || v.Unverified != "defer" {
+		t.Errorf("default verification %+v, want probe, defer", v)
+	}
+	if c.Verify.PositiveTTL.Duration != 7*24*time.Hour || c.Verify.NegativeTTL.Duration != 3*time.Hour || len(c.Warnings) != 0 {
+		t.Errorf("verify defaults %+v, warnings %v", c.Verify, c.Warnings)
+	}
+	raw := relayBase + "method = \"list\"\nlist = \"partner.txt\"\nunverified = \"accept\"\n"
+	c, err = config.Parse([]byte(raw), "/etc/kanmon/kanmon.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := c.RelayVerifyFor("PARTNER.test"); v.Method != "list" || v.List != "/etc/kanmon/partner.txt" || v.Unverified != "accept" {
+		t.Errorf("verification %+v", v)
+	}
+	w := c.WarningLines()
+	if len(w) != 1 || !strings.HasPrefix(w[0], `/etc/kanmon/kanmon.toml:8: relay_verify."partner.test".unverified: `) || !strings.Contains(w[0], "dropped") {
+		t.Errorf("warnings %q, want one naming the line and the drop", w)
 	}
 }

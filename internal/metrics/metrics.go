@@ -23,7 +23,13 @@ type Metrics struct {
 	Deliveries  *prometheus.CounterVec // kind (local, remote), result
 	// Panics counts panics recovered, by where they happened: "delivery"
 	// (one delivery attempt), "smtp" or "pop3" (one session).
-	Panics        *prometheus.CounterVec // where
+	Panics *prometheus.CounterVec // where
+	// RcptVerify counts verifications of relay-domain recipients, by
+	// source (probe, cache, list) and result (valid, invalid, unverified).
+	RcptVerify *prometheus.CounterVec // source, result
+	// Inbound counts the findings of the checks of incoming mail, by
+	// rule and the action taken (reject, tempfail, log).
+	Inbound       *prometheus.CounterVec // rule, action
 	AcceptedBytes prometheus.Counter
 }
 
@@ -60,8 +66,14 @@ func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
 		Panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_panics_total", Help: "Panics recovered (the work in hand is retried or the session ended), by where.",
 		}, []string{"where"}),
+		RcptVerify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_rcpt_verify_total", Help: "Verifications of relay-domain recipients at RCPT, by source (probe, cache, list) and result (valid, invalid, unverified).",
+		}, []string{"source", "result"}),
+		Inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_inbound_checks_total", Help: "Findings of the checks of incoming mail, by rule and action taken.",
+		}, []string{"rule", "action"}),
 	}
-	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries, m.Panics,
+	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries, m.Panics, m.RcptVerify, m.Inbound,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_messages", Help: "Messages in the queue."}, queueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_bytes", Help: "Bytes in the queue."}, queueBytes),
 		collectors.NewGoCollector(),

@@ -24,6 +24,8 @@ type Session struct {
 	// Size is the message size the client announced with MAIL FROM
 	// SIZE=, 0 when it gave none.
 	Size int64
+	// Conn is the connection id, for the log lines of checks that log.
+	Conn string
 }
 
 // Directory answers the account questions the checks need.
@@ -50,6 +52,9 @@ type Recipient struct {
 	// Account is the account receiving a local recipient ("" until
 	// CheckLocalRecipient found it, and for other classes).
 	Account string
+	// Verified is how a relay-domain recipient was verified
+	// (CheckRelayRecipient), for the queue; "" otherwise.
+	Verified string
 }
 
 // RcptCheck is one check of the RCPT TO stage. It returns the verdict and
@@ -61,8 +66,9 @@ type RcptCheck func(e *Engine, s *Session, r *Recipient) (Verdict, bool)
 // way: the recipient's class and, for a local one, its account.
 type RcptVerdict struct {
 	Verdict
-	Class   RcptClass
-	Account string
+	Class    RcptClass
+	Account  string
+	Verified string
 }
 
 // Engine runs the checks of each SMTP stage in order; the first check
@@ -76,6 +82,8 @@ type Engine struct {
 	// Clients holds the relay rule's configured inputs (trusted
 	// networks, POP-before-SMTP); see ClientOf.
 	Clients Clients
+	// Verifier checks relay-domain recipients (CheckRelayRecipient).
+	Verifier RecipientVerifier
 
 	MailChecks []MailCheck
 	RcptChecks []RcptCheck
@@ -86,7 +94,7 @@ func NewEngine(d Domains, dir Directory, rejectForgedLocal bool) *Engine {
 	e := &Engine{
 		Dir: dir, RejectForgedLocalSender: rejectForgedLocal,
 		MailChecks: []MailCheck{CheckAuthRequired, CheckSenderBinding, CheckForgedLocalSender},
-		RcptChecks: []RcptCheck{CheckRelay, CheckLocalRecipient, CheckMailboxQuota},
+		RcptChecks: []RcptCheck{CheckRelay, CheckLocalRecipient, CheckMailboxQuota, CheckRelayRecipient},
 	}
 	e.SetDomains(d)
 	return e
@@ -124,7 +132,7 @@ func (e *Engine) Rcpt(s *Session, rcpt address.Addr) RcptVerdict {
 	r := &Recipient{Addr: rcpt, Class: e.Domains().Classify(rcpt)}
 	for _, c := range e.RcptChecks {
 		if v, decided := c(e, s, r); decided {
-			return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account}
+			return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account, Verified: r.Verified}
 		}
 	}
 	if !r.Relay.Accept || r.Class == RcptLocal && r.Account == "" {
@@ -136,7 +144,7 @@ func (e *Engine) Rcpt(s *Session, rcpt address.Addr) RcptVerdict {
 	if r.Class == RcptLocal {
 		v.Rule = "rcpt.local"
 	}
-	return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account}
+	return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account, Verified: r.Verified}
 }
 
 // CheckAuthRequired: the submission and smtps listeners accept mail only

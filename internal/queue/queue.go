@@ -90,6 +90,9 @@ type Recipient struct {
 	Addr string `json:"addr"`
 	// Account is the local account receiving it; empty for remote.
 	Account string `json:"account,omitempty"`
+	// Verified says how a relay-domain recipient was verified at RCPT,
+	// e.g. "probe valid 250 2.1.5 via mx.partner.example (cache)".
+	Verified string `json:"verified,omitempty"`
 }
 
 // Envelope is what the SMTP dialogue established about a message.

@@ -68,7 +68,8 @@ func (f Filter) Match(env *queue.Envelope, now time.Time) bool {
 type RcptInfo struct {
 	Addr     string    `json:"addr"`
 	Account  string    `json:"account,omitempty"`
-	Status   string    `json:"status"` // pending, delivered, failed
+	Verified string    `json:"verified,omitempty"` // how a relay-domain recipient was verified at RCPT
+	Status   string    `json:"status"`             // pending, delivered, failed
 	Attempts int       `json:"attempts"`
 	Last     string    `json:"last,omitempty"`
 	Next     time.Time `json:"next,omitempty"`
@@ -105,7 +106,7 @@ func infoOf(m *queue.Message) Info {
 	}
 	for i, r := range env.Recipients {
 		st := m.State.Rcpts[i]
-		ri := RcptInfo{Addr: r.Addr, Account: r.Account, Status: "pending", Attempts: st.Attempts, Last: st.Last, Next: st.Next}
+		ri := RcptInfo{Addr: r.Addr, Account: r.Account, Verified: r.Verified, Status: "pending", Attempts: st.Attempts, Last: st.Last, Next: st.Next}
 		switch {
 		case st.Done:
 			ri.Status = "delivered"

@@ -34,12 +34,14 @@ import (
 	"kanmon/internal/dkim"
 	"kanmon/internal/dnsresolve"
 	"kanmon/internal/dsn"
+	"kanmon/internal/inbound"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
 	"kanmon/internal/popbefore"
 	"kanmon/internal/privdrop"
 	"kanmon/internal/queue"
+	"kanmon/internal/rcptverify"
 	"kanmon/internal/scheduler"
 	"kanmon/internal/smtpd"
 	"kanmon/internal/tlsutil"
@@ -56,9 +58,13 @@ type Server struct {
 	pol   *policy.Engine
 	smtp  *smtpd.Server
 	sched *scheduler.Scheduler
-	met   *metrics.Metrics
-	admin *http.Server
-	popb  *popbefore.Registry // nil unless pop3.pop_before_smtp is set
+	// inbound screens MX clients and senders (internal/inbound).
+	inbound *inbound.Screen
+	met     *metrics.Metrics
+	admin   *http.Server
+	popb    *popbefore.Registry // nil unless pop3.pop_before_smtp is set
+	// verify checks relay-domain recipients at RCPT.
+	verify *rcptverify.Verifier
 	// adminToken is the bearer token of the admin listener.
 	adminToken string
 	// tcp holds the TCP listeners Open bound, by name.
@@ -146,12 +152,17 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.dkim = dkim.NewStore(cfg.DKIMDir())
 	s.ensureDKIMKeys()
-	// The one resolver (law 6): delivery now, the inbound checks next.
+	// The one resolver (law 6): delivery and the inbound checks.
 	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
+	s.inbound = inbound.New(cfg.Inbound, resolver, s.met)
 	remote, err := newRemote(cfg, resolver)
 	if err != nil {
 		return nil, err
 	}
+	if s.verify, err = newVerifier(cfg, remote, log, s.met); err != nil {
+		return nil, err
+	}
+	s.pol.Verifier = s.verify
 	s.sched = &scheduler.Scheduler{
 		Spool: s.spool, Log: log, Metrics: s.met, Workers: cfg.Queue.Workers,
 		RetryMin: cfg.Queue.RetryMin.Duration, RetryMax: cfg.Queue.RetryMax.Duration,
@@ -199,6 +210,33 @@ func newRemote(cfg *config.Config, resolver dnsresolve.Resolver) (*remote.Remote
 		}
 	}
 	return r, nil
+}
+
+// newVerifier builds relay-domain recipient verification: every relay
+// domain is probed unless [relay_verify."DOMAIN"] says otherwise. The
+// probe goes to the domain's route or its MX hosts, never to ourselves
+// (our host name, our MX listener).
+func newVerifier(cfg *config.Config, r *remote.Remote, log *slog.Logger, met *metrics.Metrics) (*rcptverify.Verifier, error) {
+	v := cfg.Verify
+	vc := rcptverify.Config{
+		Domains:     map[string]rcptverify.Domain{},
+		PositiveTTL: v.PositiveTTL.Duration, NegativeTTL: v.NegativeTTL.Duration,
+		MaxProbes: v.MaxProbes, ProbeTimeout: v.ProbeTimeout.Duration, CacheSize: v.CacheSize,
+	}
+	for _, d := range cfg.RelayDomains {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		rv := cfg.RelayVerifyFor(d)
+		vc.Domains[d] = rcptverify.Domain{Method: rv.Method, List: rv.List, AcceptUnverified: rv.Unverified == config.UnverifiedAccept}
+	}
+	p := &remote.Prober{Remote: r, SelfNames: []string{cfg.Hostname, r.HeloName}, Timeout: v.ProbeTimeout.Duration}
+	if cfg.Listeners.MX != "" {
+		p.SelfAddrs = []string{cfg.Listeners.MX}
+	}
+	ver, err := rcptverify.New(vc, p, log, met.RcptVerify)
+	if err != nil {
+		return nil, fmt.Errorf("server: relay_verify: %w", err)
+	}
+	return ver, nil
 }
 
 // localAccount resolves an address in one of our domains to its account
@@ -249,7 +287,8 @@ func (s *Server) Run(ctx context.Context) error {
 	deps := smtpd.Deps{
 		Config: cfg, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
 		Logger: s.log, Metrics: s.met, Scheduler: s.sched, LocalIdentity: s.localIdentity,
-		DKIM: s.dkim,
+		Inbound: s.inbound,
+		DKIM:    s.dkim,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}
@@ -398,6 +437,9 @@ func (s *Server) reload() {
 		s.pol.SetDomains(s.domains())
 		s.ensureDKIMKeys()
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
+	}
+	if err := s.verify.Reload(); err != nil {
+		s.log.Error("reload", "what", "relay_verify", "err", err.Error())
 	}
 }
 

@@ -186,7 +186,7 @@ func (c *conn) cmdData(arg string) error {
 		env.From = ""
 	}
 	for _, r := range c.rcpts {
-		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.addr.String(), Account: r.account})
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.addr.String(), Account: r.account, Verified: r.verified})
 	}
 	w, sig, out, err := c.createQueueFile(env)
 	if err != nil {

@@ -78,9 +78,15 @@ func (c *conn) cmdMail(arg string) error {
 		c.reject("queue.full", 452, "4.3.1", "insufficient system storage, try again later", "err", err.Error())
 		return c.tooManyErrors()
 	}
+	if !c.screenConnect() {
+		return c.tooManyErrors()
+	}
 	sess := &policy.Session{Client: c.client(), Listener: string(c.role), AuthUser: c.authUser}
 	if v := c.s.d.Policy.Mail(sess, from); !v.Accept {
 		c.reject(v.Rule, v.Code, v.Enhanced, v.Reason, "addr", from.String())
+		return c.tooManyErrors()
+	}
+	if !c.screenMail(from) {
 		return c.tooManyErrors()
 	}
 	c.inMail = true

@@ -43,7 +43,7 @@ func (c *conn) cmdRcpt(arg string) error {
 		}
 		return c.tooManyErrors()
 	}
-	sess := &policy.Session{Client: c.client(), Listener: string(c.role), AuthUser: c.authUser, Size: c.size}
+	sess := &policy.Session{Client: c.client(), Listener: string(c.role), AuthUser: c.authUser, Size: c.size, Conn: c.id}
 	v := c.s.d.Policy.Rcpt(sess, to)
 	if !v.Accept {
 		c.reject(v.Rule, v.Code, v.Enhanced, v.Reason, "addr", to.String(), "from", c.from.String())
@@ -61,7 +61,7 @@ func (c *conn) cmdRcpt(arg string) error {
 	}
 	c.log.Info("decision", "rule", v.Rule, "code", v.Code, "enhanced", v.Enhanced, "reason", v.Reason,
 		"addr", to.String(), "class", v.Class.String())
-	c.rcpts = append(c.rcpts, rcpt{addr: to, account: v.Account})
+	c.rcpts = append(c.rcpts, rcpt{addr: to, account: v.Account, verified: v.Verified})
 	c.reply(v.Code, v.Enhanced, v.Reason)
 	return nil
 }

@@ -35,6 +35,7 @@ import (
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
 	"kanmon/internal/dkim"
+	"kanmon/internal/inbound"
 	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
@@ -82,6 +83,9 @@ type Deps struct {
 	LocalIdentity LocalIdentity
 	// Scheduler is handed every committed message (nil: none is).
 	Scheduler Scheduler
+	// Inbound screens clients and senders on the MX listener (nil: no
+	// inbound checks, no greet delay).
+	Inbound *inbound.Screen
 	// DKIM holds the signing keys (nil: nothing is signed).
 	DKIM *dkim.Store
 }

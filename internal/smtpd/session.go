@@ -25,6 +25,8 @@ var errClose = errors.New("close connection")
 type rcpt struct {
 	addr    address.Addr
 	account string // local account, "" for remote
+	// verified is how a relay-domain recipient was verified, for the queue.
+	verified string
 }
 
 // conn is one SMTP session.
@@ -62,6 +64,8 @@ type conn struct {
 
 	raw net.Conn      // the accepted connection, for deadlines set from other goroutines
 	lc  listener.Conn // the listener's view: stress mode
+
+	scr *screening // inbound checks (MX only; nil when they do not apply)
 }
 
 func newConn(s *Server, nc net.Conn, role Role, id string, ip netip.Addr, log *slog.Logger) *conn {
@@ -124,6 +128,14 @@ func (c *conn) serve() {
 		c.br.Reset(tc)
 		c.bw.Reset(deadlineWriter{c})
 		c.log.Info("tls", "tls", tlsDesc(&st))
+	}
+	c.startScreen()
+	defer c.stopScreen()
+	if !c.greetDelay() {
+		c.flush()
+		c.nc.Close()
+		c.log.Info("disconnect", "reason", "before greeting", "duration_ms", time.Since(c.started).Milliseconds())
+		return
 	}
 	c.reply(220, "", c.s.cfg.Hostname+" ESMTP ready")
 	reason := "quit"

@@ -104,6 +104,9 @@ type RcptResult struct {
 	Detail string
 	// Attempts counts delivery lines for this recipient.
 	Attempts int
+	// Verified is how a relay-domain recipient was verified at RCPT
+	// (its rcpt.verify line), e.g. "probe: valid, from the cache".
+	Verified string
 }
 
 // MessageInfo summarises one queued message of the story.
@@ -460,8 +463,16 @@ func (st *Narrative) finish() {
 		m.Rcpts = append(m.Rcpts, RcptResult{Rcpt: addr})
 		return &m.Rcpts[len(m.Rcpts)-1]
 	}
+	verified := map[string]string{} // conn + " " + addr -> how
 	for i := range st.Events {
 		e := &st.Events[i]
+		if e.Msg == "rcpt.verify" {
+			how := e.Attr("method") + ": " + e.Attr("result")
+			if e.Attr("source") == "cache" {
+				how += ", from the cache"
+			}
+			verified[e.Conn+" "+e.Attr("addr")] = how
+		}
 		if e.Conn != "" && slices.Contains(st.Conns, e.Conn) {
 			c := conn(e.Conn)
 			if v := e.Attr("listener"); v != "" {
@@ -518,6 +529,9 @@ func (st *Narrative) finish() {
 	}
 	for _, id := range st.QueueIDs {
 		if m, ok := msgs[id]; ok {
+			for i := range m.Rcpts {
+				m.Rcpts[i].Verified = verified[m.Conn+" "+m.Rcpts[i].Rcpt]
+			}
 			st.Messages = append(st.Messages, *m)
 		}
 	}
@@ -604,6 +618,9 @@ func (st *Narrative) WriteText(w io.Writer) error {
 				res = "no delivery attempt logged"
 			}
 			fmt.Fprintf(&b, "    %s: %s after %d attempt(s)", clean(r.Rcpt), clean(res), r.Attempts)
+			if r.Verified != "" {
+				fmt.Fprintf(&b, ", verified at RCPT by %s", clean(r.Verified))
+			}
 			if r.Detail != "" {
 				fmt.Fprintf(&b, " (last: %s)", clean(r.Detail))
 			}
@@ -669,6 +686,20 @@ func describe(e *Event) string {
 		s = "rejected by rule " + a("rule") + joinCode(a("code"), a("enhanced"))
 		if r := a("reason"); r != "" {
 			s += ": " + r
+		}
+	case "rcpt.verify":
+		s = "verified <" + a("addr") + "> by " + a("method") + ": " + a("result") + joinCode(a("code"), a("enhanced"))
+		if mx := a("mx"); mx != "" {
+			s += " via " + mx
+		}
+		if a("source") == "cache" {
+			s += ", from the cache"
+		}
+		if r := a("reply"); r != "" && a("result") != "valid" {
+			s += "; the partner said: " + r
+		}
+		if r := a("reason"); r != "" {
+			s += " (" + r + ")"
 		}
 	case "queued":
 		s = fmt.Sprintf("queued from <%s> to %s, %s bytes", a("from"), a("rcpts"), orDash(a("size")))
@@ -736,6 +767,7 @@ var shownKeys = map[string][]string{
 	"decision":        {"rule", "code", "enhanced", "addr", "reason"},
 	"reject":          {"rule", "code", "enhanced", "reason"},
 	"queued":          {"from", "rcpts", "size", "message_id"},
+	"rcpt.verify":     {"addr", "method", "result", "code", "enhanced", "mx", "source", "reply", "reason"},
 	"delivery":        {"rcpt", "mx", "result", "reply", "error", "err"},
 	"queue":           {"op", "reason"},
 	"disconnect":      {"reason", "duration"},
