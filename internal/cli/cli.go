@@ -1,5 +1,5 @@
 // Package cli implements kanmon's command line: serve, init, user, alias,
-// queue, check-config, audit, trace and sendmail. cmd/kanmon only calls Main.
+// queue, check-config, dkim, dns-records, audit, trace and sendmail. cmd/kanmon only calls Main.
 //
 // SECURITY: passwords are read from stdin (--password-stdin) or generated
 // and printed once; they never appear in arguments (visible to other
@@ -58,6 +58,10 @@ usage:
   kanmon queue show ID --config FILE                     --client IP --older DUR --lane normal|bounce)
   kanmon queue flush [ID] --config FILE
   kanmon queue hold|release|delete ID|--filter [filter] --config FILE
+  kanmon dkim keygen DOMAIN [--selector S --algo ed25519|rsa] --config FILE
+  kanmon dkim activate DOMAIN SELECTOR --config FILE
+  kanmon dkim list DOMAIN --config FILE
+  kanmon dns-records DOMAIN --config FILE [--check] [--report-to ADDR] [--mta-sts-mode testing|enforce]
   kanmon audit HOST[:PORT] --domain D [--json] ...
   kanmon trace ID [--log FILE] | kanmon trace --received FILE
   kanmon sendmail [-t] [-i] [-f ADDR] [-F NAME] [-C FILE] [RCPT...] < message
@@ -92,6 +96,10 @@ func Main(args []string, env Env) int {
 		return cmdSendmail(args[1:], env)
 	case "checkpassword":
 		return cmdCheckpassword(args[1:], env)
+	case "dkim":
+		err = cmdDKIM(args[1:], env)
+	case "dns-records":
+		err = cmdDNSRecords(args[1:], env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0
@@ -523,11 +531,14 @@ func cmdInit(args []string, env Env) error {
 	if err := d.Close(); err != nil {
 		return err
 	}
+	if err := initDKIMKeys(cfg, env); err != nil {
+		return err
+	}
 	if err := owner.give(cfg, *dir, *cert == ""); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "wrote %s\nnext: kanmon user add postmaster@%s --config %s\n      kanmon serve --config %s\n",
-		path, cfg.Domains[0], path, path)
+	fmt.Fprintf(env.Stdout, "wrote %s\nnext: kanmon user add postmaster@%s --config %s\n      kanmon dns-records %s --config %s (publish them)\n      kanmon serve --config %s\n",
+		path, cfg.Domains[0], path, cfg.Domains[0], path, path)
 	return nil
 }
 

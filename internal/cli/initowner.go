@@ -10,6 +10,7 @@ import (
 
 	"kanmon/internal/config"
 	"kanmon/internal/directory"
+	"kanmon/internal/dkim"
 	"kanmon/internal/privdrop"
 )
 
@@ -45,6 +46,9 @@ func (o owner) give(cfg *config.Config, confDir string, generatedKey bool) error
 	uid, gid := o.user.UID, o.user.GID
 	paths := append([]string{cfg.DataDir}, directory.DBFiles(cfg.DBPath())...)
 	paths = append(paths, cfg.AdminTokenPath())
+	// The DKIM keys init made (directories before their files).
+	keyDirs, keyFiles := dkim.NewStore(cfg.DKIMDir()).Files()
+	paths = append(append(paths, keyDirs...), keyFiles...)
 	if generatedKey {
 		paths = append(paths, cfg.TLS.Cert, cfg.TLS.Key)
 	}

@@ -225,4 +225,17 @@ cache_size = 100000             # entries of each cache
 # list = "partner-recipients.txt" # one address per line, reloaded on change
 # unverified = "defer"          # "accept" takes what cannot be verified;
 #                               # unknown ones are then dropped unseen
+
+[dkim]
+# DKIM-sign (RFC 6376) mail from authenticated users, trusted networks
+# and the sendmail socket whose envelope sender is in a local domain:
+# one ed25519-sha256 and one rsa-sha256 signature, relaxed/relaxed, From:
+# oversigned. Keys: DATA_DIR/dkim/DOMAIN/SELECTOR.ALGO.key (mode 0600);
+# publish them with "kanmon dns-records DOMAIN", rotate with
+# "kanmon dkim keygen" and "kanmon dkim activate".
+sign = true
+# Keys made for a local domain that has none (kanmon init, and the server
+# at start, so a new domain signs from its first message): "both",
+# "ed25519" or "rsa".
+new_keys = "both"
 `

@@ -249,6 +249,7 @@ type Config struct {
 	// relay_domains (verify.go).
 	Verify      Verify                 `toml:"verify"`
 	RelayVerify map[string]RelayVerify `toml:"relay_verify"`
+	DKIM        DKIM                   `toml:"dkim"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -319,6 +320,7 @@ func Default() *Config {
 		Sendmail:      Sendmail{Users: map[string]string{}},
 		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
 		Verify:        defaultVerify(),
+		DKIM:          DefaultDKIM(),
 	}
 }
 
@@ -636,6 +638,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateCheckpassword(raw, e)
 	c.validateVerify(raw, e)
 	c.validateInbound(raw, e)
+	c.validateDKIM(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}

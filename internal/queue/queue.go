@@ -12,6 +12,13 @@
 //	                "KANMON-QUEUE 1 <n>\n", then n bytes of envelope JSON
 //	                (Envelope), then the message exactly as it will be
 //	                delivered (our Received: line first, CRLF line ends)
+//	                With "KANMON-QUEUE 2 <n>\n" the message is followed by
+//	                a prepend block and a 26-byte footer
+//	                "\nKANMON-PREPEND <p, 10 digits>\n": p bytes of header
+//	                fields (the DKIM signatures, known only once the whole
+//	                message was read) that go on top of the message when
+//	                it is read (Message.Body). A message is written in one
+//	                pass, so what must come first is stored last.
 //	state/<id>      per-recipient delivery state as JSON (State), written
 //	                atomically (temporary file and rename) after attempts;
 //	                absent until the first attempt finishes
@@ -294,6 +301,10 @@ type Writer struct {
 	hdr  int64 // envelope header bytes
 	err  error
 	done bool
+	// withPrepend: the file has a prepend block (CreateWithPrepend);
+	// prepend is its content, set by SetPrepend.
+	withPrepend bool
+	prepend     []byte
 }
 
 // NewID returns a fresh queue id.
@@ -303,13 +314,17 @@ func NewID() string { return logging.NewID('q') }
 // empty. The caller writes the message with Write and ends with Commit or
 // Abort.
 func (s *Spool) Create(env Envelope) (*Writer, error) {
+	return s.create1(env, false)
+}
+
+func (s *Spool) create1(env Envelope, withPrepend bool) (*Writer, error) {
 	if env.ID == "" {
 		env.ID = NewID()
 	}
 	if env.Received.IsZero() {
 		env.Received = time.Now().UTC()
 	}
-	w := &Writer{s: s, env: env}
+	w := &Writer{s: s, env: env, withPrepend: withPrepend}
 	s.receiving.Add(1)
 	if s.hooked || !fsys.IsOS(s.fs) {
 		// O_TMPFILE and linkat exist only on the real file system.
@@ -337,7 +352,11 @@ func (s *Spool) Create(env Envelope) (*Writer, error) {
 		w.Abort()
 		return nil, fmt.Errorf("queue: encode envelope %s: %w", env.ID, err)
 	}
-	first := magic + strconv.Itoa(len(hdr)) + "\n"
+	m := magic
+	if withPrepend {
+		m = magicPrepend
+	}
+	first := m + strconv.Itoa(len(hdr)) + "\n"
 	w.bw.WriteString(first)
 	w.bw.Write(hdr)
 	w.hdr = int64(len(first) + len(hdr))
@@ -369,8 +388,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, w.err
 }
 
-// Size returns the message bytes written so far.
-func (w *Writer) Size() int64 { return w.n }
+// Size returns the message bytes written so far, with the prepend block.
+func (w *Writer) Size() int64 { return w.n + int64(len(w.prepend)) }
 
 // Commit makes the message durable: flush, fsync, rename into msg/, fsync
 // msg/ (shared with concurrent commits). Only after it returns nil may the
@@ -384,7 +403,10 @@ func (w *Writer) Commit() error {
 	if err == nil {
 		// The byte bounds again, with the real size: many sessions may have
 		// passed the check at DATA together.
-		err = w.s.checkBytes(w.hdr + w.n)
+		err = w.s.checkBytes(w.hdr + w.n + w.trailerLen())
+	}
+	if err == nil {
+		err = w.writeTrailer()
 	}
 	if err == nil {
 		err = w.bw.Flush()
@@ -416,7 +438,7 @@ func (w *Writer) Commit() error {
 		return fmt.Errorf("queue: commit %s: sync directory: %w", w.env.ID, err)
 	}
 	w.s.count.Add(1)
-	w.s.bytes.Add(w.hdr + w.n) // the whole file, as Remove subtracts
+	w.s.bytes.Add(w.hdr + w.n + w.trailerLen()) // the whole file, as Remove subtracts
 	return nil
 }
 
@@ -456,11 +478,15 @@ func (s *Spool) IDs() ([]string, error) {
 type Message struct {
 	Envelope Envelope
 	State    State
-	// Size is the size of the message body (without the envelope).
+	// Size is the size of the message body (without the envelope), the
+	// prepend block included.
 	Size int64
 
 	f      fsys.File
 	offset int64
+	// body is the message's own bytes after offset; prepend the block
+	// read on top of it (0 without one).
+	body, prepend int64
 }
 
 // Open reads a queued message's envelope and state. The caller must Close it.
@@ -475,7 +501,8 @@ func (s *Spool) Open(id string) (*Message, error) {
 	m := &Message{f: f}
 	br := bufio.NewReaderSize(f, 4096)
 	line, err := br.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, magic) {
+	withPrepend := strings.HasPrefix(line, magicPrepend)
+	if err != nil || !strings.HasPrefix(line, magic) && !withPrepend {
 		f.Close()
 		return nil, fmt.Errorf("queue: open %s: not a queue file", id)
 	}
@@ -495,8 +522,15 @@ func (s *Spool) Open(id string) (*Message, error) {
 	}
 	m.offset = int64(len(line) + n)
 	if fi, err := f.Stat(); err == nil {
-		m.Size = fi.Size() - m.offset
+		m.body = fi.Size() - m.offset
 	}
+	if withPrepend {
+		if err := m.readFooter(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("queue: open %s: %w", id, err)
+		}
+	}
+	m.Size = m.body + m.prepend
 	m.State.Rcpts = make([]RcptState, len(m.Envelope.Recipients))
 	if raw, err := fsys.ReadFile(s.fs, s.statePath(id)); err == nil {
 		var st State
@@ -507,8 +541,15 @@ func (s *Spool) Open(id string) (*Message, error) {
 	return m, nil
 }
 
-// Body returns a reader of the message bytes (from the start each call).
-func (m *Message) Body() io.Reader { return io.NewSectionReader(m.f, m.offset, m.Size) }
+// Body returns a reader of the message bytes (from the start each call):
+// the prepend block, if any, then the message as received.
+func (m *Message) Body() io.Reader {
+	body := io.NewSectionReader(m.f, m.offset, m.body)
+	if m.prepend == 0 {
+		return body
+	}
+	return io.MultiReader(io.NewSectionReader(m.f, m.offset+m.body, m.prepend), body)
+}
 
 // Close closes the message file.
 func (m *Message) Close() error { return m.f.Close() }

@@ -76,6 +76,7 @@ func (s *Server) secureDataDir() error {
 	for _, p := range secrets {
 		s.setMode(p, secretMode, false)
 	}
+	s.secureDKIMKeys()
 	return nil
 }
 

@@ -31,6 +31,7 @@ import (
 	"kanmon/internal/courier/local"
 	"kanmon/internal/courier/remote"
 	"kanmon/internal/directory"
+	"kanmon/internal/dkim"
 	"kanmon/internal/dnsresolve"
 	"kanmon/internal/dsn"
 	"kanmon/internal/inbound"
@@ -70,6 +71,8 @@ type Server struct {
 	tcp map[string]net.Listener
 	// authsrv answers `kanmon checkpassword` (nil unless enabled).
 	authsrv *authsock.Server
+	// dkim holds the DKIM signing keys.
+	dkim *dkim.Store
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -147,6 +150,8 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	for _, w := range cfg.WarningLines() {
 		log.Warn("config", "warning", w)
 	}
+	s.dkim = dkim.NewStore(cfg.DKIMDir())
+	s.ensureDKIMKeys()
 	// The one resolver (law 6): delivery and the inbound checks.
 	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
 	s.inbound = inbound.New(cfg.Inbound, resolver, s.met)
@@ -283,6 +288,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Config: cfg, Auth: s.auth, Spool: s.spool, Policy: s.pol, TLS: tlsCfg,
 		Logger: s.log, Metrics: s.met, Scheduler: s.sched, LocalIdentity: s.localIdentity,
 		Inbound: s.inbound,
+		DKIM:    s.dkim,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}
@@ -429,6 +435,7 @@ func (s *Server) reload() {
 	} else {
 		s.auth.FlushCache()
 		s.pol.SetDomains(s.domains())
+		s.ensureDKIMKeys()
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
 	}
 	if err := s.verify.Reload(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"kanmon/internal/dkim"
 	"kanmon/internal/queue"
 )
 
@@ -187,7 +188,7 @@ func (c *conn) cmdData(arg string) error {
 	for _, r := range c.rcpts {
 		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.addr.String(), Account: r.account, Verified: r.verified})
 	}
-	w, err := c.s.d.Spool.Create(env)
+	w, sig, out, err := c.createQueueFile(env)
 	if err != nil {
 		code, enh, reason := 451, "4.3.0", "local error in processing, try again later"
 		if queue.IsNoSpace(err) {
@@ -200,6 +201,9 @@ func (c *conn) cmdData(arg string) error {
 	// Whatever ends this transfer, even a panic, gives the file and its
 	// place in the queue's bounds back; after Commit it does nothing.
 	defer w.Abort()
+	if sig != nil {
+		defer sig.Abort() // its goroutines end with the transfer
+	}
 	c.reply(354, "", "end data with <CR><LF>.<CR><LF>")
 	c.inTx.Store(true)
 	defer c.inTx.Store(false)
@@ -210,15 +214,15 @@ func (c *conn) cmdData(arg string) error {
 	_, dataTimeout := c.cfgLimits()
 	c.nc.SetReadDeadline(time.Now().Add(dataTimeout))
 
-	w.Write(c.receivedHeader(w.ID()))
-	res := c.readData(w)
+	out.Write(c.receivedHeader(w.ID()))
+	res := c.readData(out)
 	if res.ioErr != nil {
 		// The client is gone or too slow: nothing was acknowledged.
 		w.Abort()
 		c.resetTx()
 		return res.ioErr
 	}
-	c.finishData(w, env, res)
+	c.finishData(w, sig, env, res)
 	c.resetTx()
 	return c.tooManyErrors()
 }
@@ -235,7 +239,7 @@ func (c *conn) clientIP() string {
 // finishData gives the verdict on a message read to its end: refused for
 // its content or size, or committed to the queue and acknowledged (law 1:
 // "250" only once it is on disk).
-func (c *conn) finishData(w *queue.Writer, env queue.Envelope, res dataResult) {
+func (c *conn) finishData(w *queue.Writer, sig *dkim.Stream, env queue.Envelope, res dataResult) {
 	switch {
 	case res.nul:
 		w.Abort()
@@ -250,6 +254,7 @@ func (c *conn) finishData(w *queue.Writer, env queue.Envelope, res dataResult) {
 		w.Abort()
 		c.reject("limit.data_line_length", 500, "5.5.2", "a line of the message is longer than "+strconv.Itoa(c.s.cfg.Limits.MaxDataLineLength)+" octets")
 	default:
+		c.finishSignature(w, sig)
 		if err := w.Commit(); err != nil {
 			code, enh, reason := 451, "4.3.0", "local error in processing, try again later"
 			if queue.IsNoSpace(err) {

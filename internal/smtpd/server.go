@@ -34,6 +34,7 @@ import (
 
 	"kanmon/internal/auth"
 	"kanmon/internal/config"
+	"kanmon/internal/dkim"
 	"kanmon/internal/inbound"
 	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
@@ -85,6 +86,8 @@ type Deps struct {
 	// Inbound screens clients and senders on the MX listener (nil: no
 	// inbound checks, no greet delay).
 	Inbound *inbound.Screen
+	// DKIM holds the signing keys (nil: nothing is signed).
+	DKIM *dkim.Store
 }
 
 // Server runs the SMTP listeners. Each listener has its own connection
