@@ -75,19 +75,19 @@ if grep -Eq '^[^#]*systemctl (start|restart|stop)' "$work/control/postinst" "$wo
 	problem "a maintainer script calls systemctl start/stop directly (use deb-systemd-invoke)"
 fi
 
-dpkg-deb -x "$deb" "$work/root"
+dpkg-deb -x "$deb" "$work/tree"
 # ldd (libc-bin, always there) says so of a static binary.
-lddout=$(ldd "$work/root/usr/bin/kanmon" 2>&1 || true)
+lddout=$(ldd "$work/tree/usr/bin/kanmon" 2>&1 || true)
 grep -q 'not a dynamic executable' <<<"$lddout" ||
 	problem "/usr/bin/kanmon is not a static binary"
-if grep -aq "$(cd "$(dirname "$0")/.." && pwd)/" "$work/root/usr/bin/kanmon"; then
+if grep -aq "$(cd "$(dirname "$0")/.." && pwd)/" "$work/tree/usr/bin/kanmon"; then
 	problem "/usr/bin/kanmon holds build paths (build with -trimpath)"
 fi
-grep -q '^run_as = "kanmon"$' "$work/root/usr/share/doc/kanmon/examples/kanmon.toml" ||
+grep -q '^run_as = "kanmon"$' "$work/tree/usr/share/doc/kanmon/examples/kanmon.toml" ||
 	problem "the example config does not set run_as = \"kanmon\""
-grep -q '^data_dir = "/var/lib/kanmon"$' "$work/root/usr/share/doc/kanmon/examples/kanmon.toml" ||
+grep -q '^data_dir = "/var/lib/kanmon"$' "$work/tree/usr/share/doc/kanmon/examples/kanmon.toml" ||
 	problem "the example config's data_dir is not /var/lib/kanmon"
-"$work/root/usr/bin/kanmon" help | grep -q 'kanmon serve' || problem "/usr/bin/kanmon help does not run"
+"$work/tree/usr/bin/kanmon" help | grep -q 'kanmon serve' || problem "/usr/bin/kanmon help does not run"
 
 if [ "$fail" != 0 ]; then
 	exit 1
