@@ -80,6 +80,8 @@ type Inbound struct {
 	// "temperror" (never a permanent refusal).
 	SPFFail      string `toml:"spf_fail"`
 	SPFTempError string `toml:"spf_temperror"`
+	// Greylisting is greylist and its keys (ratelimit.go).
+	Greylisting
 
 	// AllowParsed and DenyParsed are Allow and Deny parsed.
 	AllowParsed AccessList `toml:"-"`
@@ -116,6 +118,7 @@ func DefaultInbound() Inbound {
 		DNSBL: []DNSBLZone{}, DNSBLThreshold: 1, DNSBLListed: ActionReject,
 		DNSBLTimeout: Duration{3 * time.Second}, DNSBLCache: Duration{5 * time.Minute},
 		SenderDomain: ActionReject, SPFFail: ActionReject, SPFTempError: ActionTempfail,
+		Greylisting: DefaultGreylisting(),
 	}
 }
 
