@@ -71,10 +71,12 @@ type DB struct {
 }
 
 type snapshot struct {
-	users   map[string]string // address -> password hash
-	quotas  map[string]int64  // address -> its own mailbox quota, when set
-	aliases map[string]string // alias -> target
-	domains map[string]bool
+	users  map[string]string // address -> password hash
+	quotas map[string]int64  // address -> its own mailbox quota, when set
+	// suspended maps a suspended account to the reason (suspend.go).
+	suspended map[string]string
+	aliases   map[string]string // alias -> target
+	domains   map[string]bool
 }
 
 // secretMode is the mode of the database and its -wal and -shm files:
@@ -156,24 +158,28 @@ func (d *DB) Reload() error {
 
 func (d *DB) reloadLocked() error {
 	ctx := context.Background()
-	s := &snapshot{users: map[string]string{}, quotas: map[string]int64{}, aliases: map[string]string{}, domains: map[string]bool{}}
+	s := &snapshot{users: map[string]string{}, quotas: map[string]int64{}, suspended: map[string]string{}, aliases: map[string]string{}, domains: map[string]bool{}}
 	if err := d.sql.QueryRowContext(ctx, "PRAGMA data_version").Scan(&d.version); err != nil {
 		return fmt.Errorf("directory: data_version: %w", err)
 	}
-	rows, err := d.sql.QueryContext(ctx, "SELECT address, password_hash, quota FROM users")
+	rows, err := d.sql.QueryContext(ctx, "SELECT address, password_hash, quota, suspended FROM users")
 	if err != nil {
 		return fmt.Errorf("directory: load users: %w", err)
 	}
 	for rows.Next() {
 		var a, h string
 		var q sql.NullInt64
-		if err := rows.Scan(&a, &h, &q); err != nil {
+		var sus sql.NullString
+		if err := rows.Scan(&a, &h, &q, &sus); err != nil {
 			rows.Close()
 			return fmt.Errorf("directory: load users: %w", err)
 		}
 		s.users[a] = h
 		if q.Valid {
 			s.quotas[a] = q.Int64
+		}
+		if sus.Valid {
+			s.suspended[a] = sus.String
 		}
 	}
 	rows.Close()

@@ -14,13 +14,22 @@ import (
 // schema. Each step checks for itself, so running it again is harmless.
 func migrate(db *sql.DB) error {
 	// users.quota (per-account mailbox quota; NULL = the configured default).
-	rows, err := db.Query("SELECT quota FROM users LIMIT 0")
+	if err := addColumn(db, "users", "quota", "INTEGER"); err != nil {
+		return err
+	}
+	// users.suspended (why the account may not send; NULL = it may).
+	return addColumn(db, "users", "suspended", "TEXT")
+}
+
+// addColumn adds a column to a table unless it is there already.
+func addColumn(db *sql.DB, table, column, typ string) error {
+	rows, err := db.Query("SELECT " + column + " FROM " + table + " LIMIT 0")
 	if err == nil {
 		rows.Close()
 		return nil
 	}
-	if _, err := db.Exec("ALTER TABLE users ADD COLUMN quota INTEGER"); err != nil {
-		return fmt.Errorf("add users.quota: %w", err)
+	if _, err := db.Exec("ALTER TABLE " + table + " ADD COLUMN " + column + " " + typ); err != nil {
+		return fmt.Errorf("add %s.%s: %w", table, column, err)
 	}
 	return nil
 }

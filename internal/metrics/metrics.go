@@ -30,6 +30,11 @@ type Metrics struct {
 	// Inbound counts the findings of the checks of incoming mail, by
 	// rule and the action taken (reject, tempfail, log).
 	Inbound       *prometheus.CounterVec // rule, action
+	// Suspensions counts accounts suspended automatically, by cause
+	// (rate, anomaly); Anomalies the compromised-account alerts, by
+	// signal (volume, new_recipients). See internal/ratelimit.
+	Suspensions *prometheus.CounterVec // cause
+	Anomalies   *prometheus.CounterVec // signal
 	AcceptedBytes prometheus.Counter
 }
 
@@ -72,7 +77,14 @@ func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
 		Inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_inbound_checks_total", Help: "Findings of the checks of incoming mail, by rule and action taken.",
 		}, []string{"rule", "action"}),
+		Suspensions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_account_suspensions_total", Help: "Accounts suspended automatically, by cause (rate, anomaly).",
+		}, []string{"cause"}),
+		Anomalies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_account_anomalies_total", Help: "Compromised-account alerts (rule account.anomaly), by signal (volume, new_recipients).",
+		}, []string{"signal"}),
 	}
+	r.MustRegister(m.Suspensions, m.Anomalies)
 	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries, m.Panics, m.RcptVerify, m.Inbound,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_messages", Help: "Messages in the queue."}, queueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_bytes", Help: "Bytes in the queue."}, queueBytes),

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS records (
 	a INTEGER NOT NULL,
 	b INTEGER NOT NULL,
 	c INTEGER NOT NULL,
+	d INTEGER NOT NULL,
 	f REAL NOT NULL,
 	expires INTEGER NOT NULL
 );
@@ -113,7 +114,7 @@ func (s *SQLite) init() error {
 		return fmt.Errorf("state: %s has schema version %d, this kanmon reads %d", s.path, v, schemaVersion)
 	}
 	now := time.Now().UnixNano()
-	rows, err := s.db.QueryContext(ctx, "SELECT key, a, b, c, f, expires FROM records WHERE expires = 0 OR expires > ?", now)
+	rows, err := s.db.QueryContext(ctx, "SELECT key, a, b, c, d, f, expires FROM records WHERE expires = 0 OR expires > ?", now)
 	if err != nil {
 		return fmt.Errorf("state: load %s: %w", s.path, err)
 	}
@@ -121,7 +122,7 @@ func (s *SQLite) init() error {
 	for rows.Next() {
 		var k string
 		var r Record
-		if err := rows.Scan(&k, &r.A, &r.B, &r.C, &r.F, &r.Expires); err != nil {
+		if err := rows.Scan(&k, &r.A, &r.B, &r.C, &r.D, &r.F, &r.Expires); err != nil {
 			return fmt.Errorf("state: load %s: %w", s.path, err)
 		}
 		s.Memory.load(k, r)
@@ -192,8 +193,8 @@ func (s *SQLite) write(ch []change) error {
 		return fmt.Errorf("state: flush %s: %w", s.path, err)
 	}
 	defer tx.Rollback()
-	up, err := tx.Prepare(`INSERT INTO records (key, a, b, c, f, expires) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (key) DO UPDATE SET a = excluded.a, b = excluded.b, c = excluded.c, f = excluded.f, expires = excluded.expires`)
+	up, err := tx.Prepare(`INSERT INTO records (key, a, b, c, d, f, expires) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET a = excluded.a, b = excluded.b, c = excluded.c, d = excluded.d, f = excluded.f, expires = excluded.expires`)
 	if err != nil {
 		return fmt.Errorf("state: flush %s: %w", s.path, err)
 	}
@@ -205,7 +206,7 @@ func (s *SQLite) write(ch []change) error {
 	defer del.Close()
 	for _, c := range ch {
 		if c.present {
-			_, err = up.Exec(c.key, c.rec.A, c.rec.B, c.rec.C, c.rec.F, c.rec.Expires)
+			_, err = up.Exec(c.key, c.rec.A, c.rec.B, c.rec.C, c.rec.D, c.rec.F, c.rec.Expires)
 		} else {
 			_, err = del.Exec(c.key)
 		}

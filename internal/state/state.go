@@ -35,8 +35,8 @@ import (
 // says (a bucket's theoretical arrival time, a counter, a first-seen
 // time, an average); a zero Record is "nothing known".
 type Record struct {
-	A, B, C int64
-	F       float64
+	A, B, C, D int64
+	F          float64
 	// Expires is when the record is forgotten (Unix nanoseconds); 0 keeps
 	// it until deleted.
 	Expires int64
