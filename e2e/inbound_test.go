@@ -24,6 +24,9 @@ var inboundOff = map[string]string{
 	"inbound.sender_domain":   `"off"`,
 	"inbound.spf_fail":        `"off"`,
 	"inbound.spf_temperror":   `"off"`,
+	// Tests connect to MX from 127.0.0.1 many times a minute
+	// (ratelimit_test.go tests the connection rate).
+	"ratelimit.mx_connections_per_minute": "0",
 }
 
 // Fixture clients: loopback addresses with their own reverse DNS. Loopback

@@ -51,6 +51,8 @@ usage:
   kanmon user passwd ADDRESS --config FILE [--password-stdin]
   kanmon user del ADDRESS --config FILE
   kanmon user list --config FILE
+  kanmon user suspend ADDRESS [REASON] --config FILE   (may log in, may not send)
+  kanmon user unsuspend ADDRESS --config FILE
   kanmon alias add ALIAS TARGET --config FILE
   kanmon alias del ALIAS --config FILE
   kanmon alias list --config FILE
@@ -305,7 +307,7 @@ func openDir(cfgPath string) (*config.Config, *directory.DB, error) {
 
 func cmdUser(args []string, env Env) error {
 	if len(args) == 0 {
-		return usageError{"user add|passwd|del|list|quota"}
+		return usageError{"user add|passwd|del|list|quota|suspend|unsuspend"}
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("user", flag.ContinueOnError)
@@ -375,8 +377,10 @@ func cmdUser(args []string, env Env) error {
 		}
 	case "quota":
 		return cmdUserQuota(ctx, cfg, d, pos, env)
+	case "suspend", "unsuspend":
+		return cmdUserSuspend(ctx, d, sub, pos, env)
 	default:
-		return usageError{"user add|passwd|del|list|quota"}
+		return usageError{"user add|passwd|del|list|quota|suspend|unsuspend"}
 	}
 	return nil
 }

@@ -169,6 +169,14 @@ dnsbl_cache = "5m"              # how long a list's answer is reused
 sender_domain = "reject"
 spf_fail = "reject"             # SPF fail: 550 5.7.23
 spf_temperror = "tempfail"      # 451 4.7.24 (tempfail, log or off)
+# Greylisting at RCPT: a new (client /24 or /64, sender, recipient)
+# triplet gets 451 4.7.1 until greylist_delay has passed; real servers
+# retry, most spam software does not. "on", "log" or "off". Kept in
+# DATA_DIR/state.db.
+greylist = "off"
+greylist_delay = "5m"           # how long a new triplet waits
+greylist_expiry = "4h"          # how long its retry may take to come
+greylist_pass_ttl = "840h"      # a triplet that passed passes at once (35 days)
 
 [pop3]
 allow_plaintext_auth = false    # never let passwords cross the network in clear
@@ -238,4 +246,42 @@ sign = true
 # at start, so a new domain signs from its first message): "both",
 # "ed25519" or "rsa".
 new_keys = "both"
+
+[ratelimit]
+# What authenticated users may send through submission and SMTPS, as
+# token buckets: PER_HOUR refill over an hour, at most BURST at once.
+# Over a limit: 450 4.7.1 with the time a retry passes. Counters live in
+# DATA_DIR/state.db (see docs/ratelimits.md).
+messages_per_hour = 100         # per account
+messages_burst = 50
+recipients_per_hour = 500
+recipients_burst = 200
+domains_per_hour = 100          # distinct recipient domains
+domains_burst = 50
+# The same per client address (IPv4, IPv6 /64): higher, since an office
+# behind one NAT address shares it.
+address_messages_per_hour = 1000
+address_messages_burst = 300
+address_recipients_per_hour = 5000
+address_recipients_burst = 1000
+address_domains_per_hour = 1000
+address_domains_burst = 300
+# An account that tries to send messages or recipients at this many times
+# its limit is suspended (550 5.7.1 at MAIL; kanmon user unsuspend lifts
+# it). 0 = never.
+suspend_factor = 3.0
+# Compromised-account alert (rule account.anomaly): this hour's
+# recipients above anomaly_factor times the account's hourly average and
+# above anomaly_floor, or more than anomaly_new_share of at least
+# anomaly_min_sample recipients never written to before. "off", "log"
+# or "suspend".
+anomaly = "log"
+anomaly_factor = 5.0
+anomaly_floor = 50
+anomaly_new_share = 0.9
+anomaly_min_sample = 40
+# New connections per minute from one client (IPv4, IPv6 /64) on the MX
+# listener; more get 421 4.7.0 before the greeting. trusted_networks are
+# exempt; 0 = off.
+mx_connections_per_minute = 60
 `

@@ -35,6 +35,7 @@ import (
 	"kanmon/internal/dnsresolve"
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
+	"kanmon/internal/state"
 )
 
 // Screen runs the inbound checks. It is safe for concurrent use; one
@@ -47,6 +48,9 @@ type Screen struct {
 	cache    *blCache
 	connect  []ConnectCheck
 	mail     []MailCheck
+	// state keeps the greylisting triplets (nil: no greylisting;
+	// greylist.go).
+	state state.Store
 }
 
 // New returns a Screen with kanmon's standard check lists.

@@ -91,6 +91,10 @@ type Config struct {
 	// Panics, when set, counts sessions ended by a panic
 	// (kanmon_panics_total{where="smtp"}, ...).
 	Panics Counter
+	// Screen, when set, is asked about each new connection before it
+	// takes a slot (the MX connection rate): a rule name refuses it,
+	// through Handler.Refuse, like a pool limit.
+	Screen func(ip netip.Addr) (rule string)
 }
 
 // Reply is what a Handler told a refused client, for the log line.
@@ -280,6 +284,12 @@ func (l *Listener) handle(nc net.Conn) {
 	id := logging.NewID('c')
 	ip := RemoteIP(nc.RemoteAddr())
 	log := l.log.With("conn", id, "listener", l.cfg.Name)
+	if l.cfg.Screen != nil {
+		if rule := l.cfg.Screen(ip); rule != "" {
+			l.refuse(nc, id, rule, log)
+			return
+		}
+	}
 	if rule := l.admit(ip); rule != "" {
 		l.refuse(nc, id, rule, log)
 		return

@@ -30,12 +30,13 @@ type Metrics struct {
 	// Inbound counts the findings of the checks of incoming mail, by
 	// rule and the action taken (reject, tempfail, log).
 	Inbound       *prometheus.CounterVec // rule, action
+	AcceptedBytes prometheus.Counter
+
 	// Suspensions counts accounts suspended automatically, by cause
 	// (rate, anomaly); Anomalies the compromised-account alerts, by
 	// signal (volume, new_recipients). See internal/ratelimit.
 	Suspensions *prometheus.CounterVec // cause
 	Anomalies   *prometheus.CounterVec // signal
-	AcceptedBytes prometheus.Counter
 }
 
 // New registers kanmon's metrics. queueDepth and queueBytes are read at

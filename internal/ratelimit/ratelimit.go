@@ -79,7 +79,9 @@ type bucket struct {
 	rate  state.Rate
 }
 
-func perHour(per, burst int64) state.Rate { return state.Rate{Per: per, Period: time.Hour, Burst: burst} }
+func perHour(per, burst int64) state.Rate {
+	return state.Rate{Per: per, Period: time.Hour, Burst: burst}
+}
 
 func (l *Limiter) addrKey(ip netip.Addr) string { return listener.ClientKey(ip).String() }
 

@@ -41,9 +41,11 @@ import (
 	"kanmon/internal/popbefore"
 	"kanmon/internal/privdrop"
 	"kanmon/internal/queue"
+	"kanmon/internal/ratelimit"
 	"kanmon/internal/rcptverify"
 	"kanmon/internal/scheduler"
 	"kanmon/internal/smtpd"
+	"kanmon/internal/state"
 	"kanmon/internal/tlsutil"
 )
 
@@ -73,6 +75,10 @@ type Server struct {
 	authsrv *authsock.Server
 	// dkim holds the DKIM signing keys.
 	dkim *dkim.Store
+	// state is the state database (greylisting, rate limits); limits
+	// applies [ratelimit] with it.
+	state  *state.SQLite
+	limits *ratelimit.Limiter
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -155,6 +161,11 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	// The one resolver (law 6): delivery and the inbound checks.
 	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
 	s.inbound = inbound.New(cfg.Inbound, resolver, s.met)
+	if s.state, err = state.Open(cfg.StatePath(), 0, log); err != nil {
+		return nil, err
+	}
+	s.inbound.UseState(s.state)
+	s.limits = ratelimit.New(cfg.RateLimit, s.state, s.dir, s.met)
 	remote, err := newRemote(cfg, resolver)
 	if err != nil {
 		return nil, err
@@ -289,6 +300,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger: s.log, Metrics: s.met, Scheduler: s.sched, LocalIdentity: s.localIdentity,
 		Inbound: s.inbound,
 		DKIM:    s.dkim,
+		Limits:  s.limits,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}
@@ -397,6 +409,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopSched()
 	s.sched.Wait()
+	if err := s.state.Close(); err != nil {
+		s.log.Error("state", "op", "close", "err", err.Error())
+	}
 	s.dir.Close()
 	s.log.Info("stopped")
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {

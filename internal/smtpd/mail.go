@@ -86,6 +86,9 @@ func (c *conn) cmdMail(arg string) error {
 		c.reject(v.Rule, v.Code, v.Enhanced, v.Reason, "addr", from.String())
 		return c.tooManyErrors()
 	}
+	if !c.limitMail() {
+		return c.tooManyErrors()
+	}
 	if !c.screenMail(from) {
 		return c.tooManyErrors()
 	}

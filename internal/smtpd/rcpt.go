@@ -59,6 +59,12 @@ func (c *conn) cmdRcpt(arg string) error {
 		c.reply(250, "2.1.5", reason)
 		return nil
 	}
+	if ok, counted := c.limitRcpt(c.from, to); !ok {
+		if counted {
+			return c.tooManyErrors()
+		}
+		return nil
+	}
 	c.log.Info("decision", "rule", v.Rule, "code", v.Code, "enhanced", v.Enhanced, "reason", v.Reason,
 		"addr", to.String(), "class", v.Class.String())
 	c.rcpts = append(c.rcpts, rcpt{addr: to, account: v.Account, verified: v.Verified})

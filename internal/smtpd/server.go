@@ -40,6 +40,7 @@ import (
 	"kanmon/internal/metrics"
 	"kanmon/internal/policy"
 	"kanmon/internal/queue"
+	"kanmon/internal/ratelimit"
 )
 
 // Role is a listener's job.
@@ -88,6 +89,9 @@ type Deps struct {
 	Inbound *inbound.Screen
 	// DKIM holds the signing keys (nil: nothing is signed).
 	DKIM *dkim.Store
+	// Limits applies [ratelimit] (nil: no rate limits, no suspension
+	// check, no MX connection rate; limits.go).
+	Limits *ratelimit.Limiter
 }
 
 // Server runs the SMTP listeners. Each listener has its own connection
@@ -119,7 +123,7 @@ func (s *Server) Serve(ln net.Listener, role Role) error {
 		Name: string(role), MaxConns: s.cfg.MaxConnectionsFor(key),
 		MaxConnsPerClient: s.cfg.Limits.MaxConnectionsPerIP, StressPercent: s.cfg.Limits.StressThreshold,
 		StressGauge: s.d.Metrics.Stress.WithLabelValues(string(role)), Logger: s.d.Logger,
-		Panics: s.d.Metrics.Panics.WithLabelValues("smtp"),
+		Panics: s.d.Metrics.Panics.WithLabelValues("smtp"), Screen: s.connectionRate(role),
 	}, handler{s, role})
 	s.mu.Lock()
 	if s.closing {
@@ -145,6 +149,9 @@ type handler struct {
 func (h handler) Refuse(nc net.Conn, id, rule string) listener.Reply {
 	h.s.d.Metrics.Rejected.WithLabelValues(rule).Inc()
 	text := "Too many connections, try again later [" + id + "]"
+	if rule == ruleConnectionRate {
+		text = "too many new connections from your address, try again in a minute [" + id + "]"
+	}
 	nc.Write([]byte("421 4.7.0 " + text + "\r\n"))
 	return listener.Reply{Code: 421, Enhanced: "4.7.0", Line: "421 4.7.0 " + text}
 }
