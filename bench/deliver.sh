@@ -41,6 +41,7 @@ MX=$(port); ADMIN=$(port); SINK=$(port)
 sed -i \
   -e 's/^log_file = ""/log_file = "kanmon.log"/' \
   -e 's/^max_connections_per_ip = 20/max_connections_per_ip = 1000/' \
+  -e 's/^mx_connections_per_minute = 60/mx_connections_per_minute = 0/' \
   -e 's|^trusted_networks = \[\]|trusted_networks = ["127.0.0.1/32"]|' \
   -e "s|^routes = {}|routes = { \"remote.test\" = \"127.0.0.1:$SINK\" }|" \
   -e 's|^dns_server = ""|dns_server = "127.0.0.1:1"|' \
