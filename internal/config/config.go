@@ -250,6 +250,7 @@ type Config struct {
 	Verify      Verify                 `toml:"verify"`
 	RelayVerify map[string]RelayVerify `toml:"relay_verify"`
 	DKIM        DKIM                   `toml:"dkim"`
+	BATV        BATV                   `toml:"batv"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -321,6 +322,7 @@ func Default() *Config {
 		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
 		Verify:        defaultVerify(),
 		DKIM:          DefaultDKIM(),
+		BATV:          DefaultBATV(),
 	}
 }
 
@@ -639,6 +641,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateVerify(raw, e)
 	c.validateInbound(raw, e)
 	c.validateDKIM(raw, e)
+	c.validateBATV(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}
