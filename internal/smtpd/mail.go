@@ -86,7 +86,8 @@ func (c *conn) cmdMail(arg string) error {
 		c.reject(v.Rule, v.Code, v.Enhanced, v.Reason, "addr", from.String())
 		return c.tooManyErrors()
 	}
-	if !c.screenMail(from) {
+	if !from.IsNull() && !c.screenMail(from) {
+		// A bounce is screened at its RCPT, once it passed BATV.
 		return c.tooManyErrors()
 	}
 	c.inMail = true

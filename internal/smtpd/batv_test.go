@@ -1,0 +1,95 @@
+package smtpd
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"kanmon/internal/batv"
+)
+
+// withBATV gives the test server's policy a BATV guard with mode for
+// example.org, as a new installation (no grace), and returns it.
+func withBATV(t *testing.T, ts *testServer, mode batv.Mode) *batv.Guard {
+	t.Helper()
+	dir := t.TempDir()
+	kr, _, err := batv.OpenKeyring(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]batv.Mode{"example.org": mode}
+	st, _, err := batv.Sync(dir, modes, false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := batv.NewGuard(kr)
+	g.SetDomains(modes, st)
+	ts.srv.d.Policy.BATV = g
+	return g
+}
+
+// A bounce names one recipient; the second gets 452 4.5.3, with or
+// without BATV, whatever the domain.
+func TestRcptBounceOneRecipient(t *testing.T) {
+	ts := newTestServer(t, nil)
+	cl := ts.dial(t, RoleMX)
+	cl.cmd("EHLO client.remote.test", "250 ")
+	cl.cmd("MAIL FROM:<>", "250 2.1.0")
+	cl.cmd("RCPT TO:<alice@example.org>", "250 2.1.5")
+	cl.cmd("RCPT TO:<bob@example.org>", "452 4.5.3")
+	cl.cmd("RSET", "250")
+	cl.cmd("MAIL FROM:<a@remote.test>", "250 2.1.0")
+	cl.cmd("RCPT TO:<alice@example.org>", "250 2.1.5")
+	cl.cmd("RCPT TO:<bob@example.org>", "250 2.1.5")
+	if !strings.Contains(ts.logs.String(), `"rule":"rcpt.bounce_recipients"`) {
+		t.Errorf("no rcpt.bounce_recipients decision line:\n%s", ts.logs.String())
+	}
+}
+
+// BATV at RCPT: an untagged or forged bounce is refused with 550 5.7.1
+// naming BATV, its decision line carrying the client, HELO and sender;
+// a tagged one is accepted and queued for the plain address; mail with a
+// sender to a tagged address is accepted and the tag removed.
+func TestRcptBATV(t *testing.T) {
+	ts := newTestServer(t, nil)
+	g := withBATV(t, ts, batv.ModeEnforce)
+	tagged := g.Sender("alice@example.org")
+	cl := ts.dial(t, RoleMX)
+	cl.cmd("EHLO bouncer.remote.test", "250 ")
+	cl.cmd("MAIL FROM:<>", "250 2.1.0")
+	if r := cl.cmd("RCPT TO:<alice@example.org>", "550 5.7.1"); !strings.Contains(r, "BATV") {
+		t.Errorf("refusal does not name BATV: %q", r)
+	}
+	cl.cmd("RCPT TO:<prvs=0123abcdef=alice@example.org>", "550 5.7.1")
+	cl.cmd("RCPT TO:<"+tagged+">", "250 2.1.5")
+	cl.cmd("DATA", "354")
+	cl.raw("Subject: bounce\r\n\r\nreturned\r\n.\r\n")
+	reply := cl.expect("250 2.0.0")
+	env, _ := readQueued(t, ts, strings.TrimSpace(reply[strings.LastIndex(reply, " "):]))
+	if len(env.Recipients) != 1 || env.Recipients[0].Addr != "alice@example.org" || env.From != "" {
+		t.Fatalf("queued %+v, want the bounce for the plain alice@example.org", env)
+	}
+	cl.cmd("MAIL FROM:<someone@remote.test>", "250 2.1.0")
+	cl.cmd("RCPT TO:<prvs=0123abcdef=bob@example.org>", "250 2.1.5")
+	logs := ts.logs.String()
+	for _, want := range []string{`"rule":"rcpt.batv"`, `"batv":"missing"`, `"batv":"bad_signature"`, `"client":"127.0.0.1"`,
+		`"helo":"bouncer.remote.test"`, `"batv":"valid"`, `"tagged":"` + tagged + `"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+}
+
+// Mode log: the untagged bounce is accepted, and a decision line with
+// action log says what would have been refused.
+func TestRcptBATVLogMode(t *testing.T) {
+	ts := newTestServer(t, nil)
+	withBATV(t, ts, batv.ModeLog)
+	cl := ts.dial(t, RoleMX)
+	cl.cmd("EHLO bouncer.remote.test", "250 ")
+	cl.cmd("MAIL FROM:<>", "250 2.1.0")
+	cl.cmd("RCPT TO:<alice@example.org>", "250 2.1.5")
+	if logs := ts.logs.String(); !strings.Contains(logs, `"rule":"rcpt.batv","action":"log"`) || !strings.Contains(logs, `"would":"550 5.7.1 `) {
+		t.Errorf("no rcpt.batv line with action log:\n%s", logs)
+	}
+}
