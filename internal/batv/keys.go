@@ -241,3 +241,9 @@ func writeFileSync(path string, data []byte) error {
 	}
 	return nil
 }
+
+// Files are the files kept in dir (the key ring and the domain record),
+// for those that hand them to another owner.
+func Files(dir string) []string {
+	return []string{filepath.Join(dir, keyFile), filepath.Join(dir, stateFile)}
+}

@@ -26,6 +26,7 @@ import (
 	"crypto/x509"
 
 	"kanmon/internal/auth"
+	"kanmon/internal/batv"
 	"kanmon/internal/authsock"
 	"kanmon/internal/config"
 	"kanmon/internal/courier/local"
@@ -73,6 +74,8 @@ type Server struct {
 	authsrv *authsock.Server
 	// dkim holds the DKIM signing keys.
 	dkim *dkim.Store
+	// batv tags our users' senders and checks bounces (server/batv.go).
+	batv *batv.Guard
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -122,6 +125,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err := s.secureDataDir(); err != nil {
 		return nil, err
 	}
+	existing := hadDatabase(cfg.DBPath())
 	if s.dir, err = directory.Open(cfg.DBPath()); err != nil {
 		return nil, err
 	}
@@ -157,6 +161,9 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.inbound = inbound.New(cfg.Inbound, resolver, s.met)
 	remote, err := newRemote(cfg, resolver)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.openBATV(existing, remote); err != nil {
 		return nil, err
 	}
 	if s.verify, err = newVerifier(cfg, remote, log, s.met); err != nil {
@@ -436,6 +443,7 @@ func (s *Server) reload() {
 		s.auth.FlushCache()
 		s.pol.SetDomains(s.domains())
 		s.ensureDKIMKeys()
+		s.syncBATV(true)
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
 	}
 	if err := s.verify.Reload(); err != nil {
