@@ -26,8 +26,8 @@ import (
 	"crypto/x509"
 
 	"kanmon/internal/auth"
-	"kanmon/internal/batv"
 	"kanmon/internal/authsock"
+	"kanmon/internal/batv"
 	"kanmon/internal/config"
 	"kanmon/internal/courier/local"
 	"kanmon/internal/courier/remote"
