@@ -158,4 +158,3 @@ func TestBATVTagsOutgoingSender(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
