@@ -1,11 +1,17 @@
 package smtpd
 
 import (
+	"context"
+	"net"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"kanmon/internal/batv"
+	"kanmon/internal/config"
+	"kanmon/internal/inbound"
 )
 
 // withBATV gives the test server's policy a BATV guard with mode for
@@ -91,5 +97,51 @@ func TestRcptBATVLogMode(t *testing.T) {
 	cl.cmd("RCPT TO:<alice@example.org>", "250 2.1.5")
 	if logs := ts.logs.String(); !strings.Contains(logs, `"rule":"rcpt.batv","action":"log"`) || !strings.Contains(logs, `"would":"550 5.7.1 `) {
 		t.Errorf("no rcpt.batv line with action log:\n%s", logs)
+	}
+}
+
+// countingResolver counts DNS questions and answers each with "no such
+// name".
+type countingResolver struct{ n atomic.Int64 }
+
+func (r *countingResolver) LookupMX(context.Context, string) ([]*net.MX, error) {
+	r.n.Add(1)
+	return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
+}
+func (r *countingResolver) LookupTXT(context.Context, string) ([]string, error) {
+	r.n.Add(1)
+	return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
+}
+func (r *countingResolver) LookupIP(context.Context, string) ([]netip.Addr, error) {
+	r.n.Add(1)
+	return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
+}
+func (r *countingResolver) LookupAddr(context.Context, netip.Addr) ([]string, error) {
+	r.n.Add(1)
+	return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
+}
+
+// A forged bounce costs no DNS lookup: the MAIL stage's checks (SPF of
+// the HELO name for <>) wait until the recipient passed BATV, and the
+// refusal at RCPT ends the transaction before them. A bounce with a
+// valid tag does get them.
+func TestForgedBounceAsksNoDNS(t *testing.T) {
+	ts := newTestServer(t, nil)
+	g := withBATV(t, ts, batv.ModeEnforce)
+	ic := config.DefaultInbound()
+	ic.GreetDelay = config.Duration{}
+	ic.DynamicClient, ic.MissingPTR, ic.FCrDNSMismatch = config.ActionOff, config.ActionOff, config.ActionOff
+	res := &countingResolver{}
+	ts.srv.d.Inbound = inbound.New(ic, res, ts.srv.d.Metrics)
+	cl := ts.dial(t, RoleMX)
+	cl.cmd("EHLO bouncer.remote.test", "250 ")
+	cl.cmd("MAIL FROM:<>", "250 2.1.0")
+	cl.cmd("RCPT TO:<alice@example.org>", "550 5.7.1")
+	if n := res.n.Load(); n != 0 {
+		t.Fatalf("a forged bounce cost %d DNS questions, want 0", n)
+	}
+	cl.cmd("RCPT TO:<"+g.Sender("alice@example.org")+">", "250 2.1.5")
+	if res.n.Load() == 0 {
+		t.Errorf("a bounce with a valid tag was not screened (SPF of its HELO name)")
 	}
 }
