@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -156,5 +157,35 @@ func TestBATVTagsOutgoingSender(t *testing.T) {
 			t.Fatalf("smtp-sink never got %s\n%s", msgID, s.LogTail(30))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestBATVGraceAfterUpgrade: a data directory from a version without
+// BATV (an account database, no BATV record) may still receive real
+// bounces for untagged mail it sent: for one tag lifetime an untagged
+// bounce is accepted and logged (rcpt.batv, action log, grace_until),
+// while a forged tag is still refused.
+func TestBATVGraceAfterUpgrade(t *testing.T) {
+	t.Parallel()
+	s := setupServer(t, options{})
+	if err := os.RemoveAll(filepath.Join(s.Dir, "data", "batv")); err != nil {
+		t.Fatal(err)
+	}
+	s.Start(t)
+	t.Cleanup(func() { s.Stop(t) })
+	s.WaitLog(t, "tagging_on with grace", func(l logLine) bool {
+		return l.str("msg") == "batv" && l.str("op") == "tagging_on" && l.str("domain") == domain && l.str("grace_until") != ""
+	})
+	out, code := swaks(t, "--server", s.MX, "--from", "<>", "--to", alice)
+	if code != 0 || !hasReply(swaksReplies(out), 250, "2.0.0") {
+		t.Fatalf("untagged bounce during the grace period: exit %d:\n%s", code, out)
+	}
+	s.WaitLog(t, "logged untagged bounce", func(l logLine) bool {
+		return l.str("msg") == "decision" && l.str("rule") == "rcpt.batv" && l.str("action") == "log" &&
+			l.str("grace_until") != "" && l.str("batv") == "missing"
+	})
+	out, _ = swaks(t, "--server", s.MX, "--from", "<>", "--to", "prvs=0123abcdef=alice@"+domain)
+	if !hasReply(swaksReplies(out), 550, "5.7.1") {
+		t.Errorf("forged tag during the grace period: want 550 5.7.1:\n%s", out)
 	}
 }

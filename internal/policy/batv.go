@@ -31,7 +31,7 @@ func CheckBATV(e *Engine, s *Session, r *Recipient) (Verdict, bool) {
 	}
 	v := Rejected("rcpt.batv", 550, "5.7.1", res.Reason(given))
 	if res.Action == batv.ActionLog {
-		attrs := []any{"addr", given}
+		attrs := []any{"addr", given, "batv", string(res.Status), "batv_mode", string(res.Mode)}
 		if res.Grace {
 			attrs = append(attrs, "grace_until", res.GraceUntil.Format("2006-01-02T15:04:05Z07:00"))
 		}
