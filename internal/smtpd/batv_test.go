@@ -14,9 +14,23 @@ import (
 	"kanmon/internal/inbound"
 )
 
-// withBATV gives the test server's policy a BATV guard with mode for
-// example.org, as a new installation (no grace), and returns it.
-func withBATV(t *testing.T, ts *testServer, mode batv.Mode) *batv.Guard {
+// newBATVServer is a test server whose policy has a BATV guard with mode
+// for example.org, as a new installation (no grace); more sets other
+// Deps.
+func newBATVServer(t *testing.T, mode batv.Mode, more func(*Deps)) (*testServer, *batv.Guard) {
+	t.Helper()
+	g := newGuard(t, mode)
+	ts := newTestServerDeps(t, nil, func(d *Deps) {
+		d.Policy.BATV = g
+		if more != nil {
+			more(d)
+		}
+	})
+	return ts, g
+}
+
+// newGuard is a BATV guard with mode for example.org.
+func newGuard(t *testing.T, mode batv.Mode) *batv.Guard {
 	t.Helper()
 	dir := t.TempDir()
 	kr, _, err := batv.OpenKeyring(dir, time.Now())
@@ -30,7 +44,6 @@ func withBATV(t *testing.T, ts *testServer, mode batv.Mode) *batv.Guard {
 	}
 	g := batv.NewGuard(kr)
 	g.SetDomains(modes, st)
-	ts.srv.d.Policy.BATV = g
 	return g
 }
 
@@ -57,8 +70,7 @@ func TestRcptBounceOneRecipient(t *testing.T) {
 // a tagged one is accepted and queued for the plain address; mail with a
 // sender to a tagged address is accepted and the tag removed.
 func TestRcptBATV(t *testing.T) {
-	ts := newTestServer(t, nil)
-	g := withBATV(t, ts, batv.ModeEnforce)
+	ts, g := newBATVServer(t, batv.ModeEnforce, nil)
 	tagged := g.Sender("alice@example.org")
 	cl := ts.dial(t, RoleMX)
 	cl.cmd("EHLO bouncer.remote.test", "250 ")
@@ -89,8 +101,7 @@ func TestRcptBATV(t *testing.T) {
 // Mode log: the untagged bounce is accepted, and a decision line with
 // action log says what would have been refused.
 func TestRcptBATVLogMode(t *testing.T) {
-	ts := newTestServer(t, nil)
-	withBATV(t, ts, batv.ModeLog)
+	ts, _ := newBATVServer(t, batv.ModeLog, nil)
 	cl := ts.dial(t, RoleMX)
 	cl.cmd("EHLO bouncer.remote.test", "250 ")
 	cl.cmd("MAIL FROM:<>", "250 2.1.0")
@@ -126,13 +137,11 @@ func (r *countingResolver) LookupAddr(context.Context, netip.Addr) ([]string, er
 // refusal at RCPT ends the transaction before them. A bounce with a
 // valid tag does get them.
 func TestForgedBounceAsksNoDNS(t *testing.T) {
-	ts := newTestServer(t, nil)
-	g := withBATV(t, ts, batv.ModeEnforce)
 	ic := config.DefaultInbound()
 	ic.GreetDelay = config.Duration{}
 	ic.DynamicClient, ic.MissingPTR, ic.FCrDNSMismatch = config.ActionOff, config.ActionOff, config.ActionOff
 	res := &countingResolver{}
-	ts.srv.d.Inbound = inbound.New(ic, res, ts.srv.d.Metrics)
+	ts, g := newBATVServer(t, batv.ModeEnforce, func(d *Deps) { d.Inbound = inbound.New(ic, res, d.Metrics) })
 	cl := ts.dial(t, RoleMX)
 	cl.cmd("EHLO bouncer.remote.test", "250 ")
 	cl.cmd("MAIL FROM:<>", "250 2.1.0")
