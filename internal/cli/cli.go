@@ -63,6 +63,7 @@ usage:
   kanmon dkim keygen DOMAIN [--selector S --algo ed25519|rsa] --config FILE
   kanmon dkim activate DOMAIN SELECTOR --config FILE
   kanmon dkim list DOMAIN --config FILE
+  kanmon batv rotate|list --config FILE
   kanmon dns-records DOMAIN --config FILE [--check] [--report-to ADDR] [--mta-sts-mode testing|enforce]
   kanmon audit HOST[:PORT] --domain D [--json] ...
   kanmon trace ID [--log FILE] | kanmon trace --received FILE
@@ -102,6 +103,8 @@ func Main(args []string, env Env) int {
 		err = cmdDKIM(args[1:], env)
 	case "dns-records":
 		err = cmdDNSRecords(args[1:], env)
+	case "batv":
+		err = cmdBATV(args[1:], env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0
@@ -536,6 +539,9 @@ func cmdInit(args []string, env Env) error {
 		return err
 	}
 	if err := initDKIMKeys(cfg, env); err != nil {
+		return err
+	}
+	if err := initBATV(cfg); err != nil {
 		return err
 	}
 	if err := owner.give(cfg, *dir, *cert == ""); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"kanmon/internal/batv"
 	"kanmon/internal/config"
 	"kanmon/internal/directory"
 	"kanmon/internal/dkim"
@@ -49,6 +50,8 @@ func (o owner) give(cfg *config.Config, confDir string, generatedKey bool) error
 	// The DKIM keys init made (directories before their files).
 	keyDirs, keyFiles := dkim.NewStore(cfg.DKIMDir()).Files()
 	paths = append(append(paths, keyDirs...), keyFiles...)
+	// The BATV key ring and record.
+	paths = append(append(paths, cfg.BATVDir()), batv.Files(cfg.BATVDir())...)
 	if generatedKey {
 		paths = append(paths, cfg.TLS.Cert, cfg.TLS.Key)
 	}

@@ -284,4 +284,17 @@ anomaly_min_sample = 40
 # listener; more get 421 4.7.0 before the greeting. trusted_networks are
 # exempt; 0 = off.
 mx_connections_per_minute = 60
+[batv]
+# Bounce address tags (BATV, prvs): mail our users send to other servers
+# leaves with the envelope sender prvs=KDDDSSSSSS=user@domain, signed
+# with a key in DATA_DIR/batv/keys and valid for 7 days; a bounce (MAIL
+# FROM:<>) to one of our addresses is accepted only when its recipient
+# carries a valid tag, else 550 5.7.1 at RCPT. "enforce" refuses, "log"
+# tags and only logs what it would refuse, "off" neither tags nor checks.
+# A domain that sent untagged mail before (an upgrade, or turned on
+# after "off") accepts untagged bounces for 7 days. Rotate the key with
+# "kanmon batv rotate".
+mode = "enforce"
+# A mode of their own for some domains, e.g. { "example.org" = "log" }.
+domains = {}
 `

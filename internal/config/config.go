@@ -252,6 +252,7 @@ type Config struct {
 	DKIM        DKIM                   `toml:"dkim"`
 	// RateLimit is [ratelimit] (ratelimit.go).
 	RateLimit RateLimit `toml:"ratelimit"`
+	BATV      BATV      `toml:"batv"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -324,6 +325,7 @@ func Default() *Config {
 		Verify:        defaultVerify(),
 		DKIM:          DefaultDKIM(),
 		RateLimit:     DefaultRateLimit(),
+		BATV:          DefaultBATV(),
 	}
 }
 
@@ -643,6 +645,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateInbound(raw, e)
 	c.validateDKIM(raw, e)
 	c.validateRateLimit(raw, e)
+	c.validateBATV(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"kanmon/internal/address"
+	"kanmon/internal/batv"
 )
 
 // Listener roles, which decide some checks.
@@ -26,6 +27,8 @@ type Session struct {
 	Size int64
 	// Conn is the connection id, for the log lines of checks that log.
 	Conn string
+	// NullSender is set at RCPT when the transaction's sender is <>.
+	NullSender bool
 }
 
 // Directory answers the account questions the checks need.
@@ -55,6 +58,19 @@ type Recipient struct {
 	// Verified is how a relay-domain recipient was verified
 	// (CheckRelayRecipient), for the queue; "" otherwise.
 	Verified string
+	// Attrs is evidence for the decision's log line (key, value pairs).
+	Attrs []any
+	// Findings are refusals a check found but did not enforce (action
+	// log), each logged as a decision line of its own.
+	Findings []Finding
+}
+
+// Finding is a refusal a check would have given (mode log): the
+// decision line names its rule, with action "log" and the reply it
+// would have sent.
+type Finding struct {
+	Verdict
+	Attrs []any
 }
 
 // RcptCheck is one check of the RCPT TO stage. It returns the verdict and
@@ -69,6 +85,11 @@ type RcptVerdict struct {
 	Class    RcptClass
 	Account  string
 	Verified string
+	// Addr is the recipient as it is delivered: the one given, less its
+	// bounce address tag (CheckBATV).
+	Addr     address.Addr
+	Attrs    []any
+	Findings []Finding
 }
 
 // Engine runs the checks of each SMTP stage in order; the first check
@@ -84,6 +105,8 @@ type Engine struct {
 	Clients Clients
 	// Verifier checks relay-domain recipients (CheckRelayRecipient).
 	Verifier RecipientVerifier
+	// BATV checks bounce address tags (CheckBATV); nil: no check.
+	BATV *batv.Guard
 
 	MailChecks []MailCheck
 	RcptChecks []RcptCheck
@@ -94,7 +117,7 @@ func NewEngine(d Domains, dir Directory, rejectForgedLocal bool) *Engine {
 	e := &Engine{
 		Dir: dir, RejectForgedLocalSender: rejectForgedLocal,
 		MailChecks: []MailCheck{CheckAuthRequired, CheckSenderBinding, CheckForgedLocalSender},
-		RcptChecks: []RcptCheck{CheckRelay, CheckLocalRecipient, CheckMailboxQuota, CheckRelayRecipient},
+		RcptChecks: []RcptCheck{CheckRelay, CheckBATV, CheckLocalRecipient, CheckMailboxQuota, CheckRelayRecipient},
 	}
 	e.SetDomains(d)
 	return e
@@ -130,21 +153,24 @@ func (e *Engine) ClientOf(ip netip.Addr, listener, authUser string) Client {
 // through.
 func (e *Engine) Rcpt(s *Session, rcpt address.Addr) RcptVerdict {
 	r := &Recipient{Addr: rcpt, Class: e.Domains().Classify(rcpt)}
+	out := func(v Verdict) RcptVerdict {
+		return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account, Verified: r.Verified, Addr: r.Addr, Attrs: r.Attrs, Findings: r.Findings}
+	}
 	for _, c := range e.RcptChecks {
 		if v, decided := c(e, s, r); decided {
-			return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account, Verified: r.Verified}
+			return out(v)
 		}
 	}
 	if !r.Relay.Accept || r.Class == RcptLocal && r.Account == "" {
 		// A check that establishes one of these facts is missing from
 		// the list: fail closed.
-		return RcptVerdict{Verdict: Rejected("policy.incomplete", 451, "4.3.0", "local error in processing, try again later"), Class: r.Class}
+		return RcptVerdict{Verdict: Rejected("policy.incomplete", 451, "4.3.0", "local error in processing, try again later"), Class: r.Class, Addr: r.Addr}
 	}
 	v := Verdict{Accept: true, Rule: r.Relay.Rule, Code: 250, Enhanced: "2.1.5", Reason: "recipient OK"}
 	if r.Class == RcptLocal {
 		v.Rule = "rcpt.local"
 	}
-	return RcptVerdict{Verdict: v, Class: r.Class, Account: r.Account, Verified: r.Verified}
+	return out(v)
 }
 
 // CheckAuthRequired: the submission and smtps listeners accept mail only

@@ -27,6 +27,7 @@ import (
 
 	"kanmon/internal/auth"
 	"kanmon/internal/authsock"
+	"kanmon/internal/batv"
 	"kanmon/internal/config"
 	"kanmon/internal/courier/local"
 	"kanmon/internal/courier/remote"
@@ -79,6 +80,8 @@ type Server struct {
 	// applies [ratelimit] with it.
 	state  *state.SQLite
 	limits *ratelimit.Limiter
+	// batv tags our users' senders and checks bounces (server/batv.go).
+	batv *batv.Guard
 }
 
 // service is a listener's protocol server (POP3) run alongside SMTP.
@@ -128,6 +131,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err := s.secureDataDir(); err != nil {
 		return nil, err
 	}
+	existing := hadDatabase(cfg.DBPath())
 	if s.dir, err = directory.Open(cfg.DBPath()); err != nil {
 		return nil, err
 	}
@@ -168,6 +172,9 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.limits = ratelimit.New(cfg.RateLimit, s.state, s.dir, s.met)
 	remote, err := newRemote(cfg, resolver)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.openBATV(existing, remote); err != nil {
 		return nil, err
 	}
 	if s.verify, err = newVerifier(cfg, remote, log, s.met); err != nil {
@@ -451,6 +458,7 @@ func (s *Server) reload() {
 		s.auth.FlushCache()
 		s.pol.SetDomains(s.domains())
 		s.ensureDKIMKeys()
+		s.syncBATV(true)
 		s.log.Info("reload", "what", "directory", "users", len(s.dir.Users()))
 	}
 	if err := s.verify.Reload(); err != nil {

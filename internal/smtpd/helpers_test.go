@@ -50,6 +50,13 @@ type testServer struct {
 // a fresh spool and the account alice@example.org.
 func newTestServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	t.Helper()
+	return newTestServerDeps(t, mutate, nil)
+}
+
+// newTestServerDeps is newTestServer with a last say on the Deps (a
+// BATV guard, inbound checks) before anything is served.
+func newTestServerDeps(t testing.TB, mutate func(*config.Config), deps func(*Deps)) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.Hostname = "mx.example.org"
@@ -99,13 +106,17 @@ func newTestServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	pol.Mailboxes = directory.NewMailboxes(db, cfg.MailRoot(), int64(cfg.Limits.MailboxQuota))
 	pol.Clients = policy.Clients{Trusted: cfg.Trusted}
 	ts := &testServer{db: db, spool: spool, addrs: map[Role]string{}, logs: logs, queued: make(chan string, 100), tls: certs.Config()}
-	ts.srv = New(Deps{
+	d := Deps{
 		Config: cfg, Auth: auth.New(db, auth.NewThrottle(auth.ThrottleConfig{Window: time.Minute, FreeFailures: 3, MaxFailures: 10, MaxDelay: time.Millisecond})), Spool: spool,
 		Policy: pol,
 		TLS:    certs.Config(), Logger: logging.New(logs, "json", slog.LevelInfo),
 		Metrics:   metrics.New(func() float64 { return 0 }, func() float64 { return 0 }),
 		Scheduler: enqueuer(ts.queued),
-	})
+	}
+	if deps != nil {
+		deps(&d)
+	}
+	ts.srv = New(d)
 	for _, role := range []Role{RoleMX, RoleSubmission, RoleSMTPS} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

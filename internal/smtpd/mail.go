@@ -89,7 +89,8 @@ func (c *conn) cmdMail(arg string) error {
 	if !c.limitMail() {
 		return c.tooManyErrors()
 	}
-	if !c.screenMail(from) {
+	if !from.IsNull() && !c.screenMail(from) {
+		// A bounce is screened at its RCPT, once it passed BATV.
 		return c.tooManyErrors()
 	}
 	c.inMail = true

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 
 	"kanmon/internal/address"
@@ -29,6 +30,12 @@ func (c *conn) cmdRcpt(arg string) error {
 		c.reject("protocol.syntax", 555, "5.5.4", "unsupported RCPT parameter "+strings.ToUpper(k))
 		return c.tooManyErrors()
 	}
+	if c.from.IsNull() && len(c.rcpts) >= 1 {
+		// A real bounce answers one message for one sender: it never
+		// needs a second recipient, a flood of forged ones might.
+		c.reject("rcpt.bounce_recipients", 452, "4.5.3", "a bounce (MAIL FROM:<>) may have only one recipient: send the rest in another message")
+		return c.tooManyErrors()
+	}
 	if len(c.rcpts) >= c.s.cfg.Limits.MaxRecipients {
 		c.reject("limit.recipients", 452, "4.5.3", "too many recipients: send the rest in another message")
 		return c.tooManyErrors()
@@ -43,10 +50,21 @@ func (c *conn) cmdRcpt(arg string) error {
 		}
 		return c.tooManyErrors()
 	}
-	sess := &policy.Session{Client: c.client(), Listener: string(c.role), AuthUser: c.authUser, Size: c.size, Conn: c.id}
+	sess := &policy.Session{Client: c.client(), Listener: string(c.role), AuthUser: c.authUser, Size: c.size, Conn: c.id,
+		NullSender: c.from.IsNull()}
 	v := c.s.d.Policy.Rcpt(sess, to)
+	c.logFindings(v.Findings)
 	if !v.Accept {
-		c.reject(v.Rule, v.Code, v.Enhanced, v.Reason, "addr", to.String(), "from", c.from.String())
+		c.reject(v.Rule, v.Code, v.Enhanced, v.Reason, append([]any{"addr", to.String(), "from", c.from.String(),
+			"client", c.ip.String(), "helo", c.helo}, v.Attrs...)...)
+		return c.tooManyErrors()
+	}
+	to = v.Addr // less its bounce address tag
+	if c.from.IsNull() && !c.screenMail(c.from) {
+		// The MAIL stage's DNS checks of a bounce wait until its
+		// recipient passed BATV (cmdMail): a flood of forged bounces
+		// costs no lookup. Refused here, the transaction ends.
+		c.resetTx()
 		return c.tooManyErrors()
 	}
 	if prev, dup := c.duplicate(to, v.Account); dup {
@@ -65,8 +83,8 @@ func (c *conn) cmdRcpt(arg string) error {
 		}
 		return nil
 	}
-	c.log.Info("decision", "rule", v.Rule, "code", v.Code, "enhanced", v.Enhanced, "reason", v.Reason,
-		"addr", to.String(), "class", v.Class.String())
+	c.log.Info("decision", append([]any{"rule", v.Rule, "code", v.Code, "enhanced", v.Enhanced, "reason", v.Reason,
+		"addr", to.String(), "class", v.Class.String()}, v.Attrs...)...)
 	c.rcpts = append(c.rcpts, rcpt{addr: to, account: v.Account, verified: v.Verified})
 	c.reply(v.Code, v.Enhanced, v.Reason)
 	return nil
@@ -82,4 +100,15 @@ func (c *conn) duplicate(to address.Addr, account string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// logFindings logs the refusals a check found but did not enforce
+// (action log): one decision line each, with the reply it would have
+// sent and the facts of the transaction (client, HELO, sender).
+func (c *conn) logFindings(fs []policy.Finding) {
+	for _, f := range fs {
+		c.log.Info("decision", append([]any{"rule", f.Rule, "action", "log", "code", f.Code, "enhanced", f.Enhanced,
+			"reason", f.Reason, "would", strconv.Itoa(f.Code) + " " + f.Enhanced + " " + f.Reason,
+			"from", c.from.String(), "client", c.ip.String(), "helo", c.helo}, f.Attrs...)...)
+	}
 }

@@ -34,6 +34,11 @@ import (
 	"kanmon/internal/queue"
 )
 
+// Tagger rewrites an envelope sender for sending (batv.Guard.Sender).
+type Tagger interface {
+	Sender(from string) string
+}
+
 // Remote delivers to other mail servers over SMTP with kanmon's own
 // bounded client (smtpclient.go, smtptx.go): MX lookup through the one
 // resolver (RFC 5321 5.1, RFC 7505 null MX), static routes, address
@@ -66,6 +71,9 @@ type Remote struct {
 	ImplicitTLS bool
 	// SmarthostRoots verifies the smarthost's certificate (nil: system roots).
 	SmarthostRoots *x509.CertPool
+	// Tagger, when set, tags the envelope sender of our own users' mail
+	// (internal/batv; mailFrom).
+	Tagger Tagger
 	// Port is the SMTP port of MX hosts and address literals (25; tests
 	// may change it).
 	Port int
@@ -237,6 +245,24 @@ func (r *Remote) expand(ctx context.Context, host, addr string, smart bool) ([]h
 	return hops, nil
 }
 
+// mailFrom is the one place the envelope sender sent to other servers
+// is computed: the queued sender, tagged (BATV, Tagger) when the message
+// is our own users' mail. The tag is made here, per attempt, not when
+// the message is queued: the queue, DSNs and local deliveries keep the
+// plain sender, each retry gets a tag valid for the full lifetime from
+// its own attempt, and a rotated key is used at once.
+func (r *Remote) mailFrom(env *queue.Envelope) string {
+	if r.Tagger == nil || env.From == "" {
+		return env.From
+	}
+	switch env.Origin {
+	case queue.OriginAuthenticated, queue.OriginTrusted, queue.OriginPopBeforeSMTP:
+		return r.Tagger.Sender(env.From)
+	}
+	// Mail from outside (backup MX) and our own DSNs keep their sender.
+	return env.From
+}
+
 func (r *Remote) helo() string {
 	if r.HeloName == "" {
 		return "localhost"
@@ -279,7 +305,7 @@ func (r *Remote) session(ctx context.Context, h hop, env *queue.Envelope, rcpts 
 			Text: "the message needs SMTPUTF8 and " + h.host + " does not offer it"}), nil
 	}
 	pipeline := c.has("PIPELINING") && !r.NoPipelining
-	t, err := c.transaction(env, rcpts, body, pipeline, dataTimeout)
+	t, err := c.transaction(env, r.mailFrom(env), rcpts, body, pipeline, dataTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", h.addr, err)
 	}

@@ -60,13 +60,13 @@ func (t *txReplies) results(rcpts []string, mx, tlsVer string) []courier.Result 
 	return out
 }
 
-// transaction sends one message: MAIL, RCPT for each recipient and DATA
+// transaction sends one message from the envelope sender from (Remote.mailFrom): MAIL, RCPT for each recipient and DATA
 // in one write when pipeline is set (RFC 2920), else one at a time,
 // stopping at the first step that leaves nothing to send. An error means
 // the outcome is unknown (the connection failed, or the peer broke a
 // bound): the caller defers every recipient.
-func (c *smtpClient) transaction(env *queue.Envelope, rcpts []string, body func() io.Reader, pipeline bool, dataTimeout time.Duration) (*txReplies, error) {
-	mail := "MAIL FROM:<" + env.From + ">"
+func (c *smtpClient) transaction(env *queue.Envelope, from string, rcpts []string, body func() io.Reader, pipeline bool, dataTimeout time.Duration) (*txReplies, error) {
+	mail := "MAIL FROM:<" + from + ">"
 	if c.has("8BITMIME") {
 		// Declared whenever offered, as go-smtp and most MTAs do: a 7-bit
 		// body is valid 8BITMIME, and an undeclared 8-bit one is not.
