@@ -84,6 +84,8 @@ type Engine struct {
 	Clients Clients
 	// Verifier checks relay-domain recipients (CheckRelayRecipient).
 	Verifier RecipientVerifier
+	// HeaderBinding configures the header From: binding (headerfrom.go).
+	HeaderBinding HeaderBinding
 
 	MailChecks []MailCheck
 	RcptChecks []RcptCheck
