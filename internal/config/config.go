@@ -250,6 +250,8 @@ type Config struct {
 	Verify      Verify                 `toml:"verify"`
 	RelayVerify map[string]RelayVerify `toml:"relay_verify"`
 	DKIM        DKIM                   `toml:"dkim"`
+	// Submission is what our users may put in From: (submission.go).
+	Submission Submission `toml:"submission"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -321,6 +323,7 @@ func Default() *Config {
 		Checkpassword: Checkpassword{Users: []string{"dovecot"}},
 		Verify:        defaultVerify(),
 		DKIM:          DefaultDKIM(),
+		Submission:    DefaultSubmission(),
 	}
 }
 
@@ -639,6 +642,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateVerify(raw, e)
 	c.validateInbound(raw, e)
 	c.validateDKIM(raw, e)
+	c.validateSubmission(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}
