@@ -238,4 +238,19 @@ sign = true
 # at start, so a new domain signs from its first message): "both",
 # "ed25519" or "rsa".
 new_keys = "both"
+
+[submission]
+# Header binding: a logged-in user (submission, SMTPS, or the sendmail
+# socket when its address is an account) may put in From: and Sender:
+# only its own address, its aliases and the domains delegated to it below;
+# anything else gets "553 5.7.1" at the end of DATA (rule
+# data.from_binding). "reject", "log" (decision line only) or "off".
+from_binding = "reject"
+# Domains whose every address an account may use in From:, e.g.
+#   delegate = [{ account = "alice@example.org", domains = ["example.net"] }]
+delegate = []
+# Domains a trusted network (inside trusted_networks) may use in From:; a
+# trusted network without an entry is not checked, e.g.
+#   trusted_from = [{ network = "10.0.0.0/8", domains = ["example.org"] }]
+trusted_from = []
 `
