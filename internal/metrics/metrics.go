@@ -31,6 +31,9 @@ type Metrics struct {
 	// rule and the action taken (reject, tempfail, log).
 	Inbound       *prometheus.CounterVec // rule, action
 	AcceptedBytes prometheus.Counter
+	// Forgery counts refusals that are evidence of others forging our
+	// domains, by kind (internal/forgery: bounce, local_sender, dmarc).
+	Forgery *prometheus.CounterVec // kind
 }
 
 // New registers kanmon's metrics. queueDepth and queueBytes are read at
@@ -72,8 +75,14 @@ func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
 		Inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_inbound_checks_total", Help: "Findings of the checks of incoming mail, by rule and action taken.",
 		}, []string{"rule", "action"}),
+		Forgery: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_forgery_total", Help: "Refusals that are evidence of others forging our domains, by kind (bounce, local_sender, dmarc).",
+		}, []string{"kind"}),
 	}
-	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries, m.Panics, m.RcptVerify, m.Inbound,
+	for _, k := range []string{"bounce", "local_sender", "dmarc"} {
+		m.Forgery.WithLabelValues(k) // present at 0, so a rate() sees the first one
+	}
+	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries, m.Panics, m.RcptVerify, m.Inbound, m.Forgery,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_messages", Help: "Messages in the queue."}, queueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_bytes", Help: "Bytes in the queue."}, queueBytes),
 		collectors.NewGoCollector(),

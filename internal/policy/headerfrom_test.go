@@ -24,11 +24,11 @@ func (d aliasDir) MaySendAs(account, addr string) bool {
 
 func newBindingEngine(action string) *policy.Engine {
 	dir := aliasDir{
-		"alice@example.org":       "alice@example.org",
-		"sales@example.org":       "alice@example.org",
-		"mallory@example.org":     "mallory@example.org",
+		"alice@example.org":        "alice@example.org",
+		"sales@example.org":        "alice@example.org",
+		"mallory@example.org":      "mallory@example.org",
 		"alice@xn--exmple-cua.org": "alice@example.org",
-		"cron@example.org":        "cron@example.org",
+		"cron@example.org":         "cron@example.org",
 	}
 	e := policy.NewEngine(testDomains, dir, true)
 	e.HeaderBinding = policy.HeaderBinding{
