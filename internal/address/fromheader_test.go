@@ -112,3 +112,11 @@ func FuzzParseOriginator(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseOriginator(b *testing.B) {
+	for b.Loop() {
+		if _, err := ParseOriginator("From", "=?utf-8?q?J=C3=B6rg_Alice?= <alice@example.org>"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
