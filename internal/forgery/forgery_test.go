@@ -82,7 +82,7 @@ func TestBuildFixture(t *testing.T) {
 		}
 	}
 	if r.Skipped != 1 {
-		t.Errorf("skipped = %d, want 1 (the line that is not JSON)", r.Skipped)
+		t.Errorf("skipped = %d, want 1 (the line that is not JSON but names a rule)", r.Skipped)
 	}
 	src := map[string]Source{}
 	for _, s := range r.Sources {

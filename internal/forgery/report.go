@@ -1,6 +1,7 @@
 package forgery
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -114,7 +115,8 @@ func Build(logs []io.Reader, opt Options) (*Report, error) {
 		b.rep.Totals[k] = 0
 	}
 	for i, r := range logs {
-		skipped, err := trace.ScanLog(r, b.line)
+		lines, skipped, err := trace.ScanLogFiltered(r, wanted, b.line)
+		b.rep.Lines += lines
 		b.rep.Skipped += skipped
 		if err != nil {
 			return nil, fmt.Errorf("forgery: log %d: %w", i+1, err)
@@ -129,10 +131,32 @@ func str(m map[string]any, k string) string {
 	return s
 }
 
+// wanted picks, by their text, the lines worth decoding: connect lines
+// and the lines naming one of the rules (a decoded line is checked again).
+func wanted(raw []byte) bool {
+	if bytes.Contains(raw, []byte(`"connect"`)) {
+		return true
+	}
+	for _, r := range ruleNames {
+		if bytes.Contains(raw, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// ruleNames are the forgery rules as they appear in a JSON line.
+var ruleNames = func() [][]byte {
+	var out [][]byte
+	for r := range ruleKinds {
+		out = append(out, []byte(`"`+r+`"`))
+	}
+	return out
+}()
+
 // line takes one log line: a connect line teaches a connection's address,
 // a decision line of a forgery rule is counted.
 func (b *builder) line(m map[string]any, raw []byte) {
-	b.rep.Lines++
 	conn := str(m, "conn")
 	if str(m, "msg") == "connect" && conn != "" {
 		b.remember(conn, hostOf(str(m, "remote")))
