@@ -37,7 +37,7 @@ sed -i -e 's/^log_file = ""/log_file = "kanmon.log"/' \
   -e 's/^\(dynamic_client\|missing_ptr\|fcrdns_mismatch\|sender_domain\|spf_fail\|spf_temperror\) = .*/\1 = "off"/' "$toml"
 # A per-client connection rate on the MX listener, where the config has
 # one, is turned off the same way.
-sed -i -e 's/^connection_rate = .*/connection_rate = 0/' "$toml"
+sed -i -e "s/^mx_connections_per_minute = 60/mx_connections_per_minute = 0/" "$toml"
 # As root (a throwaway test machine), kanmon must be told to stay root.
 [ "$(id -u)" = 0 ] && sed -i 's/^run_as = ""/run_as = "root"/' "$toml"
 echo 'benchmark password' | "$work/kanmon" user add bench@example.org --config "$toml" --password-stdin >/dev/null

@@ -67,6 +67,7 @@ usage:
   kanmon dns-records DOMAIN --config FILE [--check] [--report-to ADDR] [--mta-sts-mode testing|enforce]
   kanmon audit HOST[:PORT] --domain D [--json] ...
   kanmon trace ID [--log FILE] | kanmon trace --received FILE
+  kanmon report forgery [--since 24h] [--json|--csv] [--log FILE ...] [--config FILE]
   kanmon sendmail [-t] [-i] [-f ADDR] [-F NAME] [-C FILE] [RCPT...] < message
               (also as /usr/sbin/sendmail by symlink; needs [sendmail] enabled)
 `
@@ -95,6 +96,8 @@ func Main(args []string, env Env) int {
 		return runAudit(args[1:], env)
 	case "trace":
 		return runTrace(args[1:], env)
+	case "report":
+		return runReport(args[1:], env)
 	case "sendmail":
 		return cmdSendmail(args[1:], env)
 	case "checkpassword":

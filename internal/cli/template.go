@@ -284,6 +284,7 @@ anomaly_min_sample = 40
 # listener; more get 421 4.7.0 before the greeting. trusted_networks are
 # exempt; 0 = off.
 mx_connections_per_minute = 60
+
 [batv]
 # Bounce address tags (BATV, prvs): mail our users send to other servers
 # leaves with the envelope sender prvs=KDDDSSSSSS=user@domain, signed
@@ -297,4 +298,19 @@ mx_connections_per_minute = 60
 mode = "enforce"
 # A mode of their own for some domains, e.g. { "example.org" = "log" }.
 domains = {}
+
+[submission]
+# Header binding: a logged-in user (submission, SMTPS, or the sendmail
+# socket when its address is an account) may put in From: and Sender:
+# only its own address, its aliases and the domains delegated to it below;
+# anything else gets "553 5.7.1" at the end of DATA (rule
+# data.from_binding). "reject", "log" (decision line only) or "off".
+from_binding = "reject"
+# Domains whose every address an account may use in From:, e.g.
+#   delegate = [{ account = "alice@example.org", domains = ["example.net"] }]
+delegate = []
+# Domains a trusted network (inside trusted_networks) may use in From:; a
+# trusted network without an entry is not checked, e.g.
+#   trusted_from = [{ network = "10.0.0.0/8", domains = ["example.org"] }]
+trusted_from = []
 `

@@ -253,6 +253,8 @@ type Config struct {
 	// RateLimit is [ratelimit] (ratelimit.go).
 	RateLimit RateLimit `toml:"ratelimit"`
 	BATV      BATV      `toml:"batv"`
+	// Submission is what our users may put in From: (submission.go).
+	Submission Submission `toml:"submission"`
 
 	// Path is the file this config was read from ("" for embedded defaults).
 	Path string `toml:"-"`
@@ -326,6 +328,7 @@ func Default() *Config {
 		DKIM:          DefaultDKIM(),
 		RateLimit:     DefaultRateLimit(),
 		BATV:          DefaultBATV(),
+		Submission:    DefaultSubmission(),
 	}
 }
 
@@ -646,6 +649,7 @@ func (c *Config) validate(raw []byte, e *Errors) {
 	c.validateDKIM(raw, e)
 	c.validateRateLimit(raw, e)
 	c.validateBATV(raw, e)
+	c.validateSubmission(raw, e)
 	if c.POP3.PopBeforeSMTP.Duration < 0 {
 		e.add(raw, "pop3.pop_before_smtp", "must not be negative (0 or absent turns it off)")
 	}

@@ -37,6 +37,9 @@ type Metrics struct {
 	// signal (volume, new_recipients). See internal/ratelimit.
 	Suspensions *prometheus.CounterVec // cause
 	Anomalies   *prometheus.CounterVec // signal
+	// Forgery counts refusals that are evidence of others forging our
+	// domains, by kind (internal/forgery: bounce, local_sender, dmarc).
+	Forgery *prometheus.CounterVec // kind
 }
 
 // New registers kanmon's metrics. queueDepth and queueBytes are read at
@@ -84,9 +87,15 @@ func New(queueDepth func() float64, queueBytes func() float64) *Metrics {
 		Anomalies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanmon_account_anomalies_total", Help: "Compromised-account alerts (rule account.anomaly), by signal (volume, new_recipients).",
 		}, []string{"signal"}),
+		Forgery: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanmon_forgery_total", Help: "Refusals that are evidence of others forging our domains, by kind (bounce, local_sender, dmarc).",
+		}, []string{"kind"}),
+	}
+	for _, k := range []string{"bounce", "local_sender", "dmarc"} {
+		m.Forgery.WithLabelValues(k) // present at 0, so a rate() sees the first one
 	}
 	r.MustRegister(m.Suspensions, m.Anomalies)
-	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries, m.Panics, m.RcptVerify, m.Inbound,
+	r.MustRegister(m.Connections, m.Active, m.Stress, m.Commands, m.Accepted, m.AcceptedBytes, m.Rejected, m.Deliveries, m.Panics, m.RcptVerify, m.Inbound, m.Forgery,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_messages", Help: "Messages in the queue."}, queueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kanmon_queue_bytes", Help: "Bytes in the queue."}, queueBytes),
 		collectors.NewGoCollector(),

@@ -107,6 +107,8 @@ type Engine struct {
 	Verifier RecipientVerifier
 	// BATV checks bounce address tags (CheckBATV); nil: no check.
 	BATV *batv.Guard
+	// HeaderBinding configures the header From: binding (headerfrom.go).
+	HeaderBinding HeaderBinding
 
 	MailChecks []MailCheck
 	RcptChecks []RcptCheck

@@ -154,6 +154,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.pol = policy.NewEngine(s.domains(), s.dir, cfg.Policy.RejectForgedLocalSender)
 	s.pol.Mailboxes = directory.NewMailboxes(s.dir, cfg.MailRoot(), int64(cfg.Limits.MailboxQuota))
 	s.pol.Clients = policy.Clients{Trusted: cfg.Trusted, PopBeforeOnMX: cfg.POP3.PopBeforeSMTPOnMX}
+	s.pol.HeaderBinding = headerBinding(cfg)
 	if s.popb != nil {
 		s.pol.Clients.PopBefore = s.popb
 	}

@@ -18,6 +18,7 @@ type dataResult struct {
 	tooBig    bool
 	longLine  bool
 	messageID string
+	hdrs      *fromCollector // the header section for the From: binding (fromcheck.go)
 }
 
 // readData reads the message after "354" up to the end marker, undoing dot
@@ -32,7 +33,7 @@ type dataResult struct {
 // NULs before looking for the end of data would read "<CRLF><NUL>.<CRLF>"
 // as "<CRLF>.<CRLF>" and take the rest as new commands.
 func (c *conn) readData(w io.Writer) dataResult {
-	var res dataResult
+	res := dataResult{hdrs: c.newFromCollector()}
 	maxSize := int64(c.s.cfg.Limits.MaxMessageSize)
 	maxLine := c.s.cfg.Limits.MaxDataLineLength
 	var written int64
@@ -103,6 +104,9 @@ func (c *conn) readData(w io.Writer) dataResult {
 		}
 		if bytes.IndexByte(chunk, 0) >= 0 {
 			res.nul = true
+		}
+		if inHeaders {
+			res.hdrs.add(chunk)
 		}
 		if inHeaders && !failed() {
 			c.scanHeader(&res, &hdr, chunk, partial, &inHeaders)
@@ -253,6 +257,8 @@ func (c *conn) finishData(w *queue.Writer, sig *dkim.Stream, env queue.Envelope,
 	case res.longLine:
 		w.Abort()
 		c.reject("limit.data_line_length", 500, "5.5.2", "a line of the message is longer than "+strconv.Itoa(c.s.cfg.Limits.MaxDataLineLength)+" octets")
+	case !c.checkHeaderFrom(w, res.hdrs):
+		// refused: the reply is sent, the file discarded
 	default:
 		c.finishSignature(w, sig)
 		if err := w.Commit(); err != nil {

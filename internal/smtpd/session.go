@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"kanmon/internal/address"
+	"kanmon/internal/forgery"
 	"kanmon/internal/listener"
 	"kanmon/internal/policy"
 )
@@ -279,12 +280,19 @@ func (c *conn) write(code int, enhanced, text string) {
 func (c *conn) reject(rule string, code int, enhanced, reason string, attrs ...any) {
 	c.errors++
 	c.s.d.Metrics.Rejected.WithLabelValues(rule).Inc()
+	if k := forgery.KindOfAttrs(rule, attrs, c.isLocalDomain); k != "" {
+		c.s.d.Metrics.Forgery.WithLabelValues(k).Inc()
+	}
 	text := reason + " [" + c.id + "]"
 	// One line per refusal: the decision carries the reply sent.
 	c.log.Info("decision", append([]any{"rule", rule, "code", code, "enhanced", enhanced, "reason", reason,
 		"line", strconv.Itoa(code) + " " + enhanced + " " + text}, attrs...)...)
 	c.write(code, enhanced, text)
 }
+
+// isLocalDomain reports whether domain is one of ours (the forgery
+// metric counts DMARC failures of our domains only).
+func (c *conn) isLocalDomain(domain string) bool { return c.s.d.Policy.Domains().Local[domain] }
 
 // tooManyErrors closes the session once the error allowance is spent.
 func (c *conn) tooManyErrors() error {

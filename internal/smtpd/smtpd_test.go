@@ -313,7 +313,7 @@ func TestSubmissionAuthPlainAndLogin(t *testing.T) {
 	cl.cmd("MAIL FROM:<postmaster@example.org>", "250 2.1.0")
 	cl.cmd("RCPT TO:<friend@remote.test>", "250 2.1.5")
 	cl.cmd("DATA", "354")
-	cl.raw("Subject: out\r\n\r\nx\r\n.\r\n")
+	cl.raw("From: postmaster@example.org\r\nSubject: out\r\n\r\nx\r\n.\r\n")
 	cl.expect("250 2.0.0")
 	ids := queued(t, ts)
 	env, body := readQueued(t, ts, ids[0])
