@@ -169,6 +169,17 @@ dnsbl_cache = "5m"              # how long a list's answer is reused
 sender_domain = "reject"
 spf_fail = "reject"             # SPF fail: 550 5.7.23
 spf_temperror = "tempfail"      # 451 4.7.24 (tempfail, log or off)
+# DATA: the header From: must hold exactly one valid address, else
+# 550 5.6.0.
+from_header = "reject"
+# DKIM signatures are verified (at most 5 per message) and the From:
+# domain's DMARC policy applied: "enforce" (p=reject: 550 5.7.1;
+# p=quarantine: delivered into the recipient's Junk folder), "log"
+# (recorded only) or "off" (no DKIM verification, no DMARC).
+dmarc = "enforce"
+# Our name in the Authentication-Results header we add (any such header
+# already claiming it is removed first); "" = the hostname.
+authserv_id = ""
 
 [pop3]
 allow_plaintext_auth = false    # never let passwords cross the network in clear

@@ -36,6 +36,7 @@ import (
 	"kanmon/internal/dsn"
 	"kanmon/internal/inbound"
 	"kanmon/internal/metrics"
+	"kanmon/internal/msgauth"
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
 	"kanmon/internal/popbefore"
@@ -60,6 +61,8 @@ type Server struct {
 	sched *scheduler.Scheduler
 	// inbound screens MX clients and senders (internal/inbound).
 	inbound *inbound.Screen
+	// msgauth is the DATA stage on MX (internal/msgauth).
+	msgauth *msgauth.Checker
 	met     *metrics.Metrics
 	admin   *http.Server
 	popb    *popbefore.Registry // nil unless pop3.pop_before_smtp is set
@@ -155,6 +158,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	// The one resolver (law 6): delivery and the inbound checks.
 	resolver := dnsresolve.WithTimeout(dnsresolve.New(cfg.DNS.Server), cfg.DNS.Timeout.Duration)
 	s.inbound = inbound.New(cfg.Inbound, resolver, s.met)
+	s.msgauth = msgauth.New(cfg, resolver, s.met)
 	remote, err := newRemote(cfg, resolver)
 	if err != nil {
 		return nil, err
@@ -289,6 +293,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger: s.log, Metrics: s.met, Scheduler: s.sched, LocalIdentity: s.localIdentity,
 		Inbound: s.inbound,
 		DKIM:    s.dkim,
+		MsgAuth: s.msgauth,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}

@@ -38,6 +38,7 @@ import (
 	"kanmon/internal/inbound"
 	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
+	"kanmon/internal/msgauth"
 	"kanmon/internal/policy"
 	"kanmon/internal/queue"
 )
@@ -88,6 +89,9 @@ type Deps struct {
 	Inbound *inbound.Screen
 	// DKIM holds the signing keys (nil: nothing is signed).
 	DKIM *dkim.Store
+	// MsgAuth is the DATA stage of the inbound checks: header From:,
+	// DKIM verification, DMARC, Authentication-Results (nil: none).
+	MsgAuth *msgauth.Checker
 }
 
 // Server runs the SMTP listeners. Each listener has its own connection
