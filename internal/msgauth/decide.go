@@ -118,7 +118,7 @@ func (st *Stream) logDKIM() {
 			res[i] += " (" + d.Reason + ")"
 		}
 	}
-	st.note(RuleDKIM, config.ActionLog, "DKIM recorded", "", "dkim", res)
+	st.note(RuleDKIM, config.ActionLog, "DKIM recorded", "", "dkim", strings.Join(res, "; "))
 }
 
 // note records a finding that does not refuse: one decision line and
