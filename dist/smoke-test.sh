@@ -135,7 +135,7 @@ awk -v mx="127.0.0.1:$mx" -v submission="127.0.0.1:$sub" -v smtps="127.0.0.1:$sm
 	# The test machine has no DNS of its own: the inbound checks that ask
 	# it (and the greeting delay) are off in this copy.
 	section == "[inbound]" && /^greet_delay = / { print "greet_delay = \"0s\""; next }
-	section == "[inbound]" && /^(dynamic_client|missing_ptr|fcrdns_mismatch|sender_domain|spf_fail|spf_temperror) = / { split($0, kv, " "); print kv[1] " = \"off\""; next }
+	section == "[inbound]" && /^(dynamic_client|missing_ptr|fcrdns_mismatch|sender_domain|spf_fail|spf_temperror|dmarc) = / { split($0, kv, " "); print kv[1] " = \"off\""; next }
 	{ print }
 ' "$CONF" >"$work/kanmon.toml"
 kanmon check-config --config "$work/kanmon.toml" || die "check-config of the loopback copy"

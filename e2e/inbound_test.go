@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"errors"
+	"maps"
 	"net"
 	"strings"
 	"testing"
@@ -27,6 +28,8 @@ var inboundOff = map[string]string{
 	// Tests connect to MX from 127.0.0.1 many times a minute
 	// (ratelimit_test.go tests the connection rate).
 	"ratelimit.mx_connections_per_minute": "0",
+	"inbound.dmarc":           `"off"`,
+	"inbound.from_header":     `"off"`,
 }
 
 // Fixture clients: loopback addresses with their own reverse DNS. Loopback
@@ -56,6 +59,7 @@ func startFixtureDNS(t *testing.T) string {
 		"nullmx.test.":                 {MX: []net.MX{{Host: ".", Pref: 0}}},
 		"servfail.test.":               {Err: errors.New("fixture SERVFAIL")},
 	}
+	maps.Copy(zones, dmarcZones(t))
 	srv, err := mockdns.NewServerWithLogger(zones, quietLogger{}, false)
 	if err != nil {
 		t.Fatalf("fixture DNS: %v", err)
@@ -82,6 +86,8 @@ func startInboundServer(t *testing.T, set map[string]string) *server {
 		"inbound.sender_domain":   `"reject"`,
 		"inbound.spf_fail":        `"reject"`,
 		"inbound.spf_temperror":   `"tempfail"`,
+		"inbound.dmarc":           `"enforce"`,
+		"inbound.from_header":     `"reject"`,
 		"inbound.dnsbl":           `[ { zone = "bl.test", weight = 1.0, codes = ["127.0.0.2"], url = "https://bl.test/lookup?ip=" } ]`,
 	}
 	for k, v := range set {

@@ -177,6 +177,17 @@ greylist = "off"
 greylist_delay = "5m"           # how long a new triplet waits
 greylist_expiry = "4h"          # how long its retry may take to come
 greylist_pass_ttl = "840h"      # a triplet that passed passes at once (35 days)
+# DATA: the header From: must hold exactly one valid address, else
+# 550 5.6.0.
+from_header = "reject"
+# DKIM signatures are verified (at most 5 per message) and the From:
+# domain's DMARC policy applied: "enforce" (p=reject: 550 5.7.1;
+# p=quarantine: delivered into the recipient's Junk folder), "log"
+# (recorded only) or "off" (no DKIM verification, no DMARC).
+dmarc = "enforce"
+# Our name in the Authentication-Results header we add (any such header
+# already claiming it is removed first); "" = the hostname.
+authserv_id = ""
 
 [pop3]
 allow_plaintext_auth = false    # never let passwords cross the network in clear

@@ -17,6 +17,9 @@ const (
 	ActionOff      = "off"
 )
 
+// DMARCEnforce applies the sender domain's DMARC policy (inbound.dmarc).
+const DMARCEnforce = "enforce"
+
 // DNSBLZone is one DNS blocklist of inbound.dnsbl.
 type DNSBLZone struct {
 	// Zone is the list's DNS zone, e.g. "bl.example.org".
@@ -34,7 +37,8 @@ type DNSBLZone struct {
 // Inbound configures the checks of mail arriving on the MX listener
 // (connection and MAIL FROM stages; internal/inbound). Submission,
 // SMTPS, trusted networks and the sendmail socket are exempt. The DATA
-// stage's checks (DKIM, DMARC, greylisting) will be configured here too.
+// stage's checks (the header From:, DKIM and DMARC: internal/msgauth)
+// are configured here too.
 type Inbound struct {
 	// GreetDelay is the pause before the greeting on the MX listener; a
 	// client that talks first is an early talker. 0 turns it off.
@@ -82,6 +86,17 @@ type Inbound struct {
 	SPFTempError string `toml:"spf_temperror"`
 	// Greylisting is greylist and its keys (ratelimit.go).
 	Greylisting
+	// DMARC is what the DATA stage does with a DMARC failure (RFC 7489):
+	// "enforce" (the sender domain's policy: reject, quarantine into
+	// the recipient's Junk folder, or none), "log" (recorded only) or
+	// "off" (no DKIM verification, no DMARC).
+	DMARC string `toml:"dmarc"`
+	// FromHeader is the action for a message whose header From: does not
+	// hold exactly one valid address.
+	FromHeader string `toml:"from_header"`
+	// AuthservID names us in the Authentication-Results header we add
+	// (RFC 8601); empty: the hostname.
+	AuthservID string `toml:"authserv_id"`
 
 	// AllowParsed and DenyParsed are Allow and Deny parsed.
 	AllowParsed AccessList `toml:"-"`
@@ -119,6 +134,7 @@ func DefaultInbound() Inbound {
 		DNSBLTimeout: Duration{3 * time.Second}, DNSBLCache: Duration{5 * time.Minute},
 		SenderDomain: ActionReject, SPFFail: ActionReject, SPFTempError: ActionTempfail,
 		Greylisting: DefaultGreylisting(),
+		DMARC: DMARCEnforce, FromHeader: ActionReject,
 	}
 }
 
@@ -129,6 +145,7 @@ func (in *Inbound) DNSChecksOff() {
 	in.GreetDelay = Duration{}
 	in.DynamicClient, in.PolicyBlock, in.MissingPTR, in.FCrDNSMismatch = ActionOff, ActionOff, ActionOff, ActionOff
 	in.DNSBLListed, in.SenderDomain, in.SPFFail, in.SPFTempError = ActionOff, ActionOff, ActionOff, ActionOff
+	in.DMARC = ActionOff
 }
 
 func (c *Config) validateInbound(raw []byte, e *Errors) {
@@ -148,6 +165,8 @@ func (c *Config) validateInbound(raw []byte, e *Errors) {
 		{"inbound.spf_fail", in.SPFFail, all},
 		// Our own DNS trouble never justifies a permanent refusal.
 		{"inbound.spf_temperror", in.SPFTempError, all[1:]},
+		{"inbound.from_header", in.FromHeader, all},
+		{"inbound.dmarc", in.DMARC, []string{DMARCEnforce, ActionLog, ActionOff}},
 	} {
 		if !slices.Contains(a.allowed, a.v) {
 			e.add(raw, a.key, fmt.Sprintf("unknown action %q (one of: %s)", a.v, strings.Join(a.allowed, ", ")))
@@ -183,6 +202,9 @@ func (c *Config) validateInbound(raw []byte, e *Errors) {
 				e.add(raw, "inbound.dnsbl", fmt.Sprintf("entry %d (%s): code %q is not an address in 127.0.0.0/8", i+1, z.Zone, code))
 			}
 		}
+	}
+	if id := in.AuthservID; id != "" && !validHostname(strings.TrimSuffix(id, ".")) {
+		e.add(raw, "inbound.authserv_id", fmt.Sprintf("%q is not a host name (empty: the hostname)", id))
 	}
 	if in.DNSBLThreshold <= 0 {
 		e.add(raw, "inbound.dnsbl_threshold", "must be above 0")

@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,10 @@ func safeHostname() string {
 	return string(out)
 }
 
+// Folder returns the Maildir++ folder name of d (the directory ".name"
+// under it; name must not hold '/' or '.': callers pass constants).
+func (d Dir) Folder(name string) Dir { return Dir(filepath.Join(string(d), "."+name)) }
+
 // Create makes the Maildir's tmp, new and cur directories if missing.
 func (d Dir) Create() error { return d.CreateFS(fsys.OS) }
 
@@ -67,6 +72,16 @@ func (d Dir) CreateFS(f fsys.FS) error {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := fsys.MkdirAll(f, filepath.Join(string(d), sub), 0o700); err != nil {
 			return fmt.Errorf("maildir: create %s: %w", d, err)
+		}
+	}
+	if strings.HasPrefix(filepath.Base(string(d)), ".") {
+		// A Maildir++ folder says so with an empty "maildirfolder" file
+		// (Dovecot and Courier look for it).
+		mark := filepath.Join(string(d), "maildirfolder")
+		if _, err := f.Stat(mark); errors.Is(err, fs.ErrNotExist) {
+			if err := fsys.WriteFile(f, mark, nil, 0o600); err != nil {
+				return fmt.Errorf("maildir: create %s: %w", d, err)
+			}
 		}
 	}
 	return nil

@@ -80,3 +80,17 @@ func (m *Message) readFooter() error {
 func (s *Spool) CreateWithPrepend(env Envelope) (*Writer, error) {
 	return s.create1(env, true)
 }
+
+// Prepend returns the message's prepend block (nil without one): header
+// fields only kanmon wrote, which a courier may trust (the quarantine
+// mark of internal/msgauth).
+func (m *Message) Prepend() ([]byte, error) {
+	if m.prepend == 0 {
+		return nil, nil
+	}
+	p := make([]byte, m.prepend)
+	if _, err := m.f.ReadAt(p, m.offset+m.body); err != nil {
+		return nil, fmt.Errorf("queue: read prepend %s: %w", m.Envelope.ID, err)
+	}
+	return p, nil
+}

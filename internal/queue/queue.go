@@ -15,10 +15,11 @@
 //	                With "KANMON-QUEUE 2 <n>\n" the message is followed by
 //	                a prepend block and a 26-byte footer
 //	                "\nKANMON-PREPEND <p, 10 digits>\n": p bytes of header
-//	                fields (the DKIM signatures, known only once the whole
-//	                message was read) that go on top of the message when
-//	                it is read (Message.Body). A message is written in one
-//	                pass, so what must come first is stored last.
+//	                fields (DKIM signatures, Authentication-Results: known
+//	                only once the whole message was read) that go on top
+//	                of the message when it is read (Message.Body). A
+//	                message is written in one pass, so what must come
+//	                first is stored last.
 //	state/<id>      per-recipient delivery state as JSON (State), written
 //	                atomically (temporary file and rename) after attempts;
 //	                absent until the first attempt finishes

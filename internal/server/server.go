@@ -37,6 +37,7 @@ import (
 	"kanmon/internal/dsn"
 	"kanmon/internal/inbound"
 	"kanmon/internal/metrics"
+	"kanmon/internal/msgauth"
 	"kanmon/internal/policy"
 	"kanmon/internal/pop3"
 	"kanmon/internal/popbefore"
@@ -63,6 +64,8 @@ type Server struct {
 	sched *scheduler.Scheduler
 	// inbound screens MX clients and senders (internal/inbound).
 	inbound *inbound.Screen
+	// msgauth is the DATA stage on MX (internal/msgauth).
+	msgauth *msgauth.Checker
 	met     *metrics.Metrics
 	admin   *http.Server
 	popb    *popbefore.Registry // nil unless pop3.pop_before_smtp is set
@@ -171,6 +174,7 @@ func Open(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.inbound.UseState(s.state)
 	s.limits = ratelimit.New(cfg.RateLimit, s.state, s.dir, s.met)
+	s.msgauth = msgauth.New(cfg, resolver, s.met)
 	remote, err := newRemote(cfg, resolver)
 	if err != nil {
 		return nil, err
@@ -309,6 +313,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Inbound: s.inbound,
 		DKIM:    s.dkim,
 		Limits:  s.limits,
+		MsgAuth: s.msgauth,
 	}
 	s.smtp = smtpd.New(deps)
 	extra := map[string]service{}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"kanmon/internal/dkim"
+	"kanmon/internal/msgauth"
 	"kanmon/internal/queue"
 )
 
@@ -219,6 +220,11 @@ func (c *conn) cmdData(arg string) error {
 	c.nc.SetReadDeadline(time.Now().Add(dataTimeout))
 
 	out.Write(c.receivedHeader(w.ID()))
+	ma := c.startMsgAuth(out)
+	if ma != nil {
+		defer ma.Abort()
+		out = ma
+	}
 	res := c.readData(out)
 	if res.ioErr != nil {
 		// The client is gone or too slow: nothing was acknowledged.
@@ -226,7 +232,7 @@ func (c *conn) cmdData(arg string) error {
 		c.resetTx()
 		return res.ioErr
 	}
-	c.finishData(w, sig, env, res)
+	c.finishData(w, sig, ma, env, res)
 	c.resetTx()
 	return c.tooManyErrors()
 }
@@ -243,7 +249,7 @@ func (c *conn) clientIP() string {
 // finishData gives the verdict on a message read to its end: refused for
 // its content or size, or committed to the queue and acknowledged (law 1:
 // "250" only once it is on disk).
-func (c *conn) finishData(w *queue.Writer, sig *dkim.Stream, env queue.Envelope, res dataResult) {
+func (c *conn) finishData(w *queue.Writer, sig *dkim.Stream, ma *msgauth.Stream, env queue.Envelope, res dataResult) {
 	switch {
 	case res.nul:
 		w.Abort()
@@ -260,6 +266,9 @@ func (c *conn) finishData(w *queue.Writer, sig *dkim.Stream, env queue.Envelope,
 	case !c.checkHeaderFrom(w, res.hdrs):
 		// refused: the reply is sent, the file discarded
 	default:
+		if !c.finishMsgAuth(w, ma) {
+			return
+		}
 		c.finishSignature(w, sig)
 		if err := w.Commit(); err != nil {
 			code, enh, reason := 451, "4.3.0", "local error in processing, try again later"

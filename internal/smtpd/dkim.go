@@ -53,7 +53,11 @@ func (c *conn) dkimSigner(env queue.Envelope) *dkim.Stream {
 func (c *conn) createQueueFile(env queue.Envelope) (*queue.Writer, *dkim.Stream, io.Writer, error) {
 	sig := c.dkimSigner(env)
 	if sig == nil {
-		w, err := c.s.d.Spool.Create(env)
+		create := c.s.d.Spool.Create
+		if c.msgAuthApplies() {
+			create = c.s.d.Spool.CreateWithPrepend // for Authentication-Results
+		}
+		w, err := create(env)
 		return w, nil, w, err
 	}
 	w, err := c.s.d.Spool.CreateWithPrepend(env)

@@ -21,6 +21,8 @@ type screening struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	out    inbound.Outcome
+	// spf is the SPF result of the last MAIL stage, for the DATA stage.
+	spf string
 }
 
 // screenBudget bounds the whole connection stage, every lookup included.
@@ -116,6 +118,7 @@ func (c *conn) screenMail(from address.Addr) bool {
 	ctx, cancel := context.WithTimeout(c.scr.ctx, c.screenBudget())
 	defer cancel()
 	o := c.s.d.Inbound.Mail(ctx, c.scr.conn, c.helo, from)
+	c.scr.spf = o.SPF
 	if o.Refused {
 		c.reject(o.Verdict.Rule, o.Verdict.Code, o.Verdict.Enhanced, o.Verdict.Reason, append([]any{"addr", from.String()}, o.Attrs...)...)
 		return false

@@ -38,6 +38,7 @@ import (
 	"kanmon/internal/inbound"
 	"kanmon/internal/listener"
 	"kanmon/internal/metrics"
+	"kanmon/internal/msgauth"
 	"kanmon/internal/policy"
 	"kanmon/internal/queue"
 	"kanmon/internal/ratelimit"
@@ -92,6 +93,9 @@ type Deps struct {
 	// Limits applies [ratelimit] (nil: no rate limits, no suspension
 	// check, no MX connection rate; limits.go).
 	Limits *ratelimit.Limiter
+	// MsgAuth is the DATA stage of the inbound checks: header From:,
+	// DKIM verification, DMARC, Authentication-Results (nil: none).
+	MsgAuth *msgauth.Checker
 }
 
 // Server runs the SMTP listeners. Each listener has its own connection

@@ -1,7 +1,8 @@
 // Package local is the courier for recipients with a local account: it
 // writes one copy per recipient into the account's Maildir (tmp/ → fsync
 // → new/ → fsync, see internal/maildir) with Return-Path and Delivered-To
-// on top (RFC 5321 4.4: the final delivery adds Return-Path).
+// on top (RFC 5321 4.4: the final delivery adds Return-Path). A message
+// the DATA stage quarantined goes into the Maildir++ folder ".Junk".
 //
 // SECURITY: the Maildir path comes from the account resolved at RCPT time
 // and validated by the directory package, never from message content. A
@@ -19,6 +20,7 @@ import (
 	"kanmon/internal/courier"
 	"kanmon/internal/directory"
 	"kanmon/internal/maildir"
+	"kanmon/internal/msgauth"
 	"kanmon/internal/queue"
 )
 
@@ -46,6 +48,9 @@ func (c *Courier) deliverOne(msg *queue.Message, r queue.Recipient) courier.Resu
 		return courier.Result{Rcpt: r.Addr, Code: 451, Enhanced: "4.3.0", Text: "no local mailbox for this recipient", Detail: "local: recipient without an account"}
 	}
 	dir := maildir.Dir(directory.MailboxPath(c.MailRoot, r.Account))
+	if quarantined(msg) {
+		dir = dir.Folder(JunkFolder)
+	}
 	var head strings.Builder
 	head.WriteString("Return-Path: <")
 	head.WriteString(msg.Envelope.From)
@@ -57,6 +62,18 @@ func (c *Courier) deliverOne(msg *queue.Message, r queue.Recipient) courier.Resu
 		return failure(r.Addr, err)
 	}
 	return courier.Result{Rcpt: r.Addr, OK: true, Text: "delivered to Maildir " + name}
+}
+
+// JunkFolder is the Maildir++ folder (".Junk") that gets a message the
+// DATA stage quarantined (a DMARC p=quarantine failure).
+const JunkFolder = "Junk"
+
+// quarantined reports whether msg carries our quarantine mark. Only the
+// prepend block is read, which only kanmon writes: a sender cannot put
+// its message into the Junk folder, nor out of it.
+func quarantined(msg *queue.Message) bool {
+	p, err := msg.Prepend()
+	return err == nil && msgauth.Quarantined(p)
 }
 
 // failure turns a Maildir error into a reply a person can read; the

@@ -71,3 +71,53 @@ func TestDeliverAndFail(t *testing.T) {
 		t.Errorf("detail %q does not name the Maildir", res[1].Detail)
 	}
 }
+
+// TestQuarantineGoesToJunk: a message whose prepend block carries the
+// quarantine mark lands in the Maildir++ folder .Junk (with its
+// maildirfolder marker), not in new/; the same mark inside the message
+// itself, where a sender could put it, does nothing.
+func TestQuarantineGoesToJunk(t *testing.T) {
+	root := t.TempDir()
+	rcpts := []queue.Recipient{{Addr: "bob@example.org", Account: "bob@example.org"}}
+	spool, err := queue.Open(filepath.Join(t.TempDir(), "queue"), queue.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(prepend, body string) *queue.Message {
+		w, err := spool.CreateWithPrepend(queue.Envelope{From: "a@remote.test", Recipients: rcpts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(body))
+		if err := w.SetPrepend([]byte(prepend)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		m, err := spool.Open(w.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	c := &Courier{MailRoot: root}
+	box := directory.MailboxPath(root, "bob@example.org")
+	m := commit("Authentication-Results: mx; dmarc=fail\r\nX-Kanmon-Quarantine: dmarc\r\n", "Subject: junk\r\n\r\nx\r\n")
+	if res := c.Deliver(context.Background(), m, rcpts); !res[0].OK {
+		t.Fatalf("%+v", res)
+	}
+	ents, _ := os.ReadDir(filepath.Join(box, ".Junk", "new"))
+	if len(ents) != 1 {
+		t.Fatalf(".Junk/new holds %d messages, want 1", len(ents))
+	}
+	if _, err := os.Stat(filepath.Join(box, ".Junk", "maildirfolder")); err != nil {
+		t.Errorf("no maildirfolder marker: %v", err)
+	}
+	m = commit("Authentication-Results: mx; dmarc=pass\r\n", "X-Kanmon-Quarantine: dmarc\r\nSubject: fine\r\n\r\nx\r\n")
+	c.Deliver(context.Background(), m, rcpts)
+	if ents, _ := os.ReadDir(filepath.Join(box, "new")); len(ents) != 1 {
+		t.Fatalf("new/ holds %d messages, want 1", len(ents))
+	}
+}
