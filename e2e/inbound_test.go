@@ -28,8 +28,8 @@ var inboundOff = map[string]string{
 	// Tests connect to MX from 127.0.0.1 many times a minute
 	// (ratelimit_test.go tests the connection rate).
 	"ratelimit.mx_connections_per_minute": "0",
-	"inbound.dmarc":           `"off"`,
-	"inbound.from_header":     `"off"`,
+	"inbound.dmarc":                       `"off"`,
+	"inbound.from_header":                 `"off"`,
 }
 
 // Fixture clients: loopback addresses with their own reverse DNS. Loopback

@@ -134,7 +134,7 @@ func DefaultInbound() Inbound {
 		DNSBLTimeout: Duration{3 * time.Second}, DNSBLCache: Duration{5 * time.Minute},
 		SenderDomain: ActionReject, SPFFail: ActionReject, SPFTempError: ActionTempfail,
 		Greylisting: DefaultGreylisting(),
-		DMARC: DMARCEnforce, FromHeader: ActionReject,
+		DMARC:       DMARCEnforce, FromHeader: ActionReject,
 	}
 }
 
