@@ -95,19 +95,30 @@ func startFixtureDNS(t *testing.T) *fixtureDNS {
 		"nullmx.test.":                 {MX: []net.MX{{Host: ".", Pref: 0}}},
 		"servfail.test.":               {Err: errors.New("fixture SERVFAIL")},
 	}
-	mock, err := mockdns.NewServerWithLogger(zones, quietLogger{}, false)
+	f, err := serveZones(t, zones, "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("fixture DNS: %v", err)
 	}
-	t.Cleanup(func() { mock.Close() })
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	return f
+}
+
+// serveZones serves zones on addr (UDP and TCP, the same port) until
+// the test ends.
+func serveZones(t *testing.T, zones map[string]mockdns.Zone, addr string) (*fixtureDNS, error) {
+	t.Helper()
+	mock, err := mockdns.NewServerWithLogger(zones, quietLogger{}, false)
 	if err != nil {
-		t.Fatalf("fixture DNS: %v", err)
+		return nil, err
+	}
+	t.Cleanup(func() { mock.Close() })
+	pc, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		return nil, err
 	}
 	l, err := net.Listen("tcp4", pc.LocalAddr().String())
 	if err != nil {
 		pc.Close()
-		t.Fatalf("fixture DNS: %v", err)
+		return nil, err
 	}
 	f := &fixtureDNS{Addr: pc.LocalAddr().String(), asked: map[string]int{}}
 	h := f.ServeDNS(mock)
@@ -115,7 +126,7 @@ func startFixtureDNS(t *testing.T) *fixtureDNS {
 	go func() { _ = udp.ActivateAndServe() }()
 	go func() { _ = tcp.ActivateAndServe() }()
 	t.Cleanup(func() { _ = udp.Shutdown(); _ = tcp.Shutdown() })
-	return f
+	return f, nil
 }
 
 type quietLogger struct{}
