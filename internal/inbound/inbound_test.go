@@ -13,6 +13,7 @@ import (
 	"kanmon/internal/address"
 	"kanmon/internal/config"
 	"kanmon/internal/dnsresolve"
+	"kanmon/internal/policy"
 )
 
 func testScreen(t *testing.T, m *dnsresolve.Mock, edit func(*config.Inbound)) *Screen {
@@ -184,5 +185,21 @@ func TestDNSBLCachedForTTL(t *testing.T) {
 	}
 	if got := newBLCache(10*time.Second, 10).keep(time.Hour); got != 10*time.Second {
 		t.Errorf("dnsbl_cache 10s: kept %v", got)
+	}
+}
+
+// TestNoteWouldOnlyForARefusal: a finding logged without enforcing it
+// says the reply it would have sent; a recorded result (an SPF pass, the
+// allow list) has none to name, so no "would=0 ".
+func TestNoteWouldOnlyForARefusal(t *testing.T) {
+	var buf strings.Builder
+	c := testConn("192.0.2.7")
+	c.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	s := testScreen(t, &dnsresolve.Mock{}, nil)
+	s.note(c, judge(config.ActionLog, "client.fcrdns", 550, 450, "7.25", "mismatch"), "")
+	s.note(c, Result{Rule: "spf.pass", Action: config.ActionLog, Verdict: policy.Verdict{Accept: true, Rule: "spf.pass", Reason: "SPF pass recorded"}}, "")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `would="550 5.7.25"`) || strings.Contains(lines[1], "would=") {
+		t.Errorf("decision lines:\n%s", buf.String())
 	}
 }
