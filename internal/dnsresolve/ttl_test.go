@@ -101,3 +101,22 @@ func TestLookupATTLWithoutTTLs(t *testing.T) {
 		t.Errorf("IPv6 only: %v, want not found", err)
 	}
 }
+
+// TestLookupATTLNeverAnswered: a server that never answers costs the
+// question's time bound, and the error is temporary.
+func TestLookupATTLNeverAnswered(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	r := WithTimeout(New(pc.LocalAddr().String()), 300*time.Millisecond)
+	start := time.Now()
+	_, _, err = LookupATTL(ctx(t), r, "2.0.0.127.bl.test")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v, want about the 300ms bound", d)
+	}
+	if err == nil || IsNotFound(err) {
+		t.Errorf("err %v, want a temporary error", err)
+	}
+}
