@@ -94,6 +94,9 @@ func startFixtureDNS(t *testing.T) *fixtureDNS {
 		"spffail.test.":                {MX: []net.MX{{Host: "mx.sender.test.", Pref: 10}}, TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
 		"nullmx.test.":                 {MX: []net.MX{{Host: ".", Pref: 0}}},
 		"servfail.test.":               {Err: errors.New("fixture SERVFAIL")},
+		// The harness's own connections come from 127.0.0.1, named
+		// localhost by the hosts file: let that name resolve back.
+		"localhost.": {A: []string{"127.0.0.1"}},
 	}
 	f, err := serveZones(t, zones, "127.0.0.1:0")
 	if err != nil {
