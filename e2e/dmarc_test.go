@@ -195,7 +195,7 @@ func TestDMARCFromHeader(t *testing.T) {
 // dkimverify on the same fixtures, signed and tampered.
 func TestDKIMVerdictMatchesDkimpy(t *testing.T) {
 	t.Parallel()
-	dnsAddr := startFixtureDNS(t)
+	dnsAddr := startFixtureDNS(t).Addr
 	s := startInboundServer(t, map[string]string{"inbound.authserv_id": `"` + authservID + `"`, "inbound.dmarc": `"log"`,
 		"dns.server": `"` + dnsAddr + `"`})
 	signed := dkimSign(t, message("bob@signed.test", alice, "verdicts", newMessageID(t), "Same bytes for both.\n"))

@@ -6,10 +6,12 @@ import (
 	"maps"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/foxcpp/go-mockdns"
+	"github.com/miekg/dns"
 )
 
 // inboundOff is merged into every test server's config (setupServer):
@@ -37,14 +39,48 @@ var inboundOff = map[string]string{
 // address whose fixture PTR says what the test needs (127.0.0.1 is left
 // alone: the hosts file names it).
 const (
-	dynamicIP = "127.0.0.5" // PTR dsl-127-0-0-5.pool.isp.test
-	noPTRIP   = "127.0.0.6" // no PTR
-	listedIP  = "127.0.0.7" // on bl.test
-	goodIP    = "127.0.0.8" // mx.sender.test, FCrDNS ok, SPF pass for sender.test
+	dynamicIP  = "127.0.0.5"  // PTR dsl-127-0-0-5.pool.isp.test
+	noPTRIP    = "127.0.0.6"  // no PTR
+	listedIP   = "127.0.0.7"  // on bl.test
+	goodIP     = "127.0.0.8"  // mx.sender.test, FCrDNS ok, SPF pass for sender.test
+	pblIP      = "127.0.0.9"  // host9.clean.test, FCrDNS ok, on pbl.test
+	mismatchIP = "127.0.0.10" // mail.mismatch.test, which resolves to 127.0.0.99
 )
 
+// fixtureDNS is the fixture zones served on a loopback port (UDP and
+// TCP) by go-mockdns's handler, behind a front that counts the questions
+// and never answers any about blackhole.test (a server that never
+// answers).
+type fixtureDNS struct {
+	Addr  string
+	mu    sync.Mutex
+	asked map[string]int // "A name." → questions
+}
+
+// Asked returns how many questions of type typ about name arrived.
+func (f *fixtureDNS) Asked(typ, name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked[typ+" "+name]
+}
+
+func (f *fixtureDNS) ServeDNS(next dns.Handler) dns.Handler {
+	return dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
+		if len(m.Question) == 1 {
+			q := m.Question[0]
+			f.mu.Lock()
+			f.asked[dns.TypeToString[q.Qtype]+" "+strings.ToLower(q.Name)]++
+			f.mu.Unlock()
+			if strings.HasSuffix(strings.ToLower(q.Name), "blackhole.test.") {
+				return // no answer at all: the client's timeout decides
+			}
+		}
+		next.ServeDNS(w, m)
+	})
+}
+
 // startFixtureDNS serves the fixture zones on a loopback port.
-func startFixtureDNS(t *testing.T) string {
+func startFixtureDNS(t *testing.T) *fixtureDNS {
 	t.Helper()
 	zones := map[string]mockdns.Zone{
 		"5.0.0.127.in-addr.arpa.":      {PTR: []string{"dsl-127-0-0-5.pool.isp.test."}},
@@ -54,18 +90,53 @@ func startFixtureDNS(t *testing.T) string {
 		"7.0.0.127.bl.test.":           {A: []string{"127.0.0.2"}, TXT: []string{"listed for testing"}},
 		"8.0.0.127.in-addr.arpa.":      {PTR: []string{"mx.sender.test."}},
 		"mx.sender.test.":              {A: []string{goodIP}},
+		"9.0.0.127.in-addr.arpa.":      {PTR: []string{"host9.clean.test."}},
+		"host9.clean.test.":            {A: []string{pblIP}},
+		"9.0.0.127.pbl.test.":          {A: []string{"127.0.0.10"}},
+		"10.0.0.127.in-addr.arpa.":     {PTR: []string{"mail.mismatch.test."}},
+		"mail.mismatch.test.":          {A: []string{"127.0.0.99"}},
 		"sender.test.":                 {MX: []net.MX{{Host: "mx.sender.test.", Pref: 10}}, TXT: []string{"v=spf1 ip4:127.0.0.8 -all"}},
+		"open.test.":                   {MX: []net.MX{{Host: "mx.sender.test.", Pref: 10}}},
 		"spffail.test.":                {MX: []net.MX{{Host: "mx.sender.test.", Pref: 10}}, TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
 		"nullmx.test.":                 {MX: []net.MX{{Host: ".", Pref: 0}}},
 		"servfail.test.":               {Err: errors.New("fixture SERVFAIL")},
+		// The harness's own connections come from 127.0.0.1, named
+		// localhost by the hosts file: let that name resolve back.
+		"localhost.": {A: []string{"127.0.0.1"}},
 	}
 	maps.Copy(zones, dmarcZones(t))
-	srv, err := mockdns.NewServerWithLogger(zones, quietLogger{}, false)
+	f, err := serveZones(t, zones, "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("fixture DNS: %v", err)
 	}
-	t.Cleanup(func() { srv.Close() })
-	return srv.LocalAddr().String()
+	return f
+}
+
+// serveZones serves zones on addr (UDP and TCP, the same port) until
+// the test ends.
+func serveZones(t *testing.T, zones map[string]mockdns.Zone, addr string) (*fixtureDNS, error) {
+	t.Helper()
+	mock, err := mockdns.NewServerWithLogger(zones, quietLogger{}, false)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { mock.Close() })
+	pc, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp4", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	f := &fixtureDNS{Addr: pc.LocalAddr().String(), asked: map[string]int{}}
+	h := f.ServeDNS(mock)
+	udp, tcp := &dns.Server{PacketConn: pc, Handler: h}, &dns.Server{Listener: l, Handler: h}
+	go func() { _ = udp.ActivateAndServe() }()
+	go func() { _ = tcp.ActivateAndServe() }()
+	t.Cleanup(func() { _ = udp.Shutdown(); _ = tcp.Shutdown() })
+	return f, nil
 }
 
 type quietLogger struct{}
@@ -76,8 +147,17 @@ func (quietLogger) Printf(string, ...any) {}
 // production defaults of the checks, plus set.
 func startInboundServer(t *testing.T, set map[string]string) *server {
 	t.Helper()
+	s, _ := startInboundServerDNS(t, set)
+	return s
+}
+
+// startInboundServerDNS is startInboundServer, also returning the
+// fixture DNS server.
+func startInboundServerDNS(t *testing.T, set map[string]string) (*server, *fixtureDNS) {
+	t.Helper()
+	f := startFixtureDNS(t)
 	all := map[string]string{
-		"dns.server":              `"` + startFixtureDNS(t) + `"`,
+		"dns.server":              `"` + f.Addr + `"`,
 		"dns.timeout":             `"2s"`,
 		"inbound.greet_delay":     `"0s"`,
 		"inbound.dynamic_client":  `"reject"`,
@@ -93,7 +173,7 @@ func startInboundServer(t *testing.T, set map[string]string) *server {
 	for k, v := range set {
 		all[k] = v
 	}
-	return startServer(t, options{set: all})
+	return startServer(t, options{set: all}), f
 }
 
 // expectDecision waits for the decision line of rule on connection id.

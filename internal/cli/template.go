@@ -163,7 +163,7 @@ dnsbl = []
 dnsbl_threshold = 1.0
 dnsbl_listed = "reject"
 dnsbl_timeout = "3s"            # a list slower than this counts as not listing
-dnsbl_cache = "5m"              # how long a list's answer is reused
+dnsbl_cache = "1h"              # longest a list's answer is kept (its TTL, at least 1m); 0 = no cache
 # MAIL FROM: the sender domain must exist (NXDOMAIN 550 5.1.8, null MX
 # 550 5.7.27; a DNS failure is always 451 4.4.3).
 sender_domain = "reject"

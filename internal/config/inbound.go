@@ -75,7 +75,10 @@ type Inbound struct {
 	// DNSBLTimeout bounds each blocklist lookup; a list that does not
 	// answer in time counts as not listing the client.
 	DNSBLTimeout Duration `toml:"dnsbl_timeout"`
-	// DNSBLCache is how long a blocklist answer is reused.
+	// DNSBLCache is the longest a blocklist answer is kept: each answer
+	// is kept for its TTL (a "not listed" one for the zone's negative
+	// caching time), at least a minute and at most this; 0 turns the
+	// cache off.
 	DNSBLCache Duration `toml:"dnsbl_cache"`
 	// SenderDomain is the action for a MAIL FROM domain that does not
 	// exist (NXDOMAIN) or publishes a null MX.
@@ -131,7 +134,7 @@ func DefaultInbound() Inbound {
 		PolicyBlockZones: []string{}, PolicyBlock: ActionReject,
 		MissingPTR: ActionTempfail, FCrDNSMismatch: ActionLog,
 		DNSBL: []DNSBLZone{}, DNSBLThreshold: 1, DNSBLListed: ActionReject,
-		DNSBLTimeout: Duration{3 * time.Second}, DNSBLCache: Duration{5 * time.Minute},
+		DNSBLTimeout: Duration{3 * time.Second}, DNSBLCache: Duration{time.Hour},
 		SenderDomain: ActionReject, SPFFail: ActionReject, SPFTempError: ActionTempfail,
 		Greylisting: DefaultGreylisting(),
 		DMARC:       DMARCEnforce, FromHeader: ActionReject,

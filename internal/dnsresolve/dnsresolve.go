@@ -204,14 +204,23 @@ func LookupDNSBL(ctx context.Context, r Resolver, ip netip.Addr, zone string) (l
 	if err != nil {
 		return false, nil, "", fmt.Errorf("dnsresolve: DNSBL %s: %w", zone, err)
 	}
-	loop := netip.MustParsePrefix("127.0.0.0/8")
-	for _, a := range ips {
-		if !a.Is4() || !loop.Contains(a) {
-			return false, ips, "", fmt.Errorf("dnsresolve: DNSBL %s answered %s for %s, outside 127.0.0.0/8: ignoring the zone", zone, a, ip)
-		}
+	if err := checkListing(ips, ip, zone); err != nil {
+		return false, ips, "", err
 	}
 	if txt, terr := r.LookupTXT(ctx, name); terr == nil {
 		reason = strings.Join(txt, " ")
 	}
 	return len(ips) > 0, ips, reason, nil
+}
+
+// checkListing rejects a blocklist answer outside 127.0.0.0/8: a broken
+// or hijacked zone, never a listing.
+func checkListing(ips []netip.Addr, ip netip.Addr, zone string) error {
+	loop := netip.MustParsePrefix("127.0.0.0/8")
+	for _, a := range ips {
+		if !a.Is4() || !loop.Contains(a) {
+			return fmt.Errorf("dnsresolve: DNSBL %s answered %s for %s, outside 127.0.0.0/8: ignoring the zone", zone, a, ip)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Mock is a Resolver answering from maps, for unit tests. Keys are names
@@ -25,6 +26,9 @@ type Mock struct {
 	PTR map[string][]string
 	// Fail maps a name to the error every question about it returns.
 	Fail map[string]error
+	// TTL maps a name to the TTL LookupATTL reports for it (0 when
+	// missing).
+	TTL map[string]time.Duration
 
 	mu      sync.Mutex
 	queries []string
@@ -38,7 +42,7 @@ func (m *Mock) Queries() []string {
 }
 
 func (m *Mock) ask(ctx context.Context, typ, name string) (string, error) {
-	key := strings.ToLower(strings.TrimSuffix(name, "."))
+	key := normKey(name)
 	m.mu.Lock()
 	m.queries = append(m.queries, typ+" "+key)
 	m.mu.Unlock()
@@ -52,6 +56,9 @@ func (m *Mock) ask(ctx context.Context, typ, name string) (string, error) {
 	}
 	return key, nil
 }
+
+// normKey is the form of a name the maps are searched by.
+func normKey(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
 
 func find[V any](m map[string]V, key string) (V, bool) {
 	for k, v := range m {

@@ -116,8 +116,14 @@ type blAnswer struct {
 	expires time.Time
 }
 
+// minCache is the shortest time a blocklist answer is kept: a zone
+// with tiny TTLs must not turn every connection into a query per list.
+const minCache = time.Minute
+
 // lookupBL asks zone about ip within dnsbl_timeout, through the cache.
-// Failures are not cached, so a list that was down is asked again.
+// An answer is kept for its TTL (a "not listed" answer for the zone's
+// negative-caching time), bounded by minCache and dnsbl_cache. Failures
+// are not cached, so a list that was down is asked again.
 func (s *Screen) lookupBL(ctx context.Context, ip netip.Addr, zone string) blAnswer {
 	key := zone + "|" + ip.String()
 	if a, ok := s.cache.get(key); ok {
@@ -125,25 +131,34 @@ func (s *Screen) lookupBL(ctx context.Context, ip netip.Addr, zone string) blAns
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DNSBLTimeout.Duration)
 	defer cancel()
-	listed, answers, _, err := dnsresolve.LookupDNSBL(ctx, s.dns, ip, zone)
+	listed, answers, ttl, err := dnsresolve.LookupDNSBLTTL(ctx, s.dns, ip, zone)
 	if err != nil {
 		return blAnswer{err: err.Error()}
 	}
 	a := blAnswer{listed: listed, answers: answers}
-	s.cache.put(key, a)
+	s.cache.put(key, a, ttl)
 	return a
 }
 
-// blCache keeps blocklist answers for a fixed time, bounded in entries.
+// blCache keeps blocklist answers for their TTL within [lo, hi], bounded
+// in entries.
 type blCache struct {
-	ttl time.Duration
-	max int
-	mu  sync.Mutex
-	m   map[string]blAnswer
+	lo, hi time.Duration
+	max    int
+	mu     sync.Mutex
+	m      map[string]blAnswer
 }
 
-func newBLCache(ttl time.Duration, max int) *blCache {
-	return &blCache{ttl: ttl, max: max, m: map[string]blAnswer{}}
+// newBLCache returns a cache keeping answers at most hi (0: no cache)
+// and at least min(minCache, hi).
+func newBLCache(hi time.Duration, entries int) *blCache {
+	return &blCache{lo: min(minCache, hi), hi: hi, max: entries, m: map[string]blAnswer{}}
+}
+
+// keep is how long an answer with ttl is kept (0: unknown → the lower
+// bound).
+func (b *blCache) keep(ttl time.Duration) time.Duration {
+	return min(max(ttl, b.lo), b.hi)
 }
 
 func (b *blCache) get(key string) (blAnswer, bool) {
@@ -156,12 +171,12 @@ func (b *blCache) get(key string) (blAnswer, bool) {
 	return a, true
 }
 
-func (b *blCache) put(key string, a blAnswer) {
-	if b.ttl <= 0 {
+func (b *blCache) put(key string, a blAnswer, ttl time.Duration) {
+	if b.hi <= 0 {
 		return
 	}
 	now := time.Now()
-	a.expires = now.Add(b.ttl)
+	a.expires = now.Add(b.keep(ttl))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.m) >= b.max {

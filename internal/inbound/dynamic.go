@@ -2,7 +2,6 @@ package inbound
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"kanmon/internal/config"
@@ -42,12 +41,11 @@ func CheckDynamicClient(ctx context.Context, s *Screen, c *Conn) Result {
 // name. The domain's last two labels are not looked at, so a provider
 // called "pool.example" is not held against its own servers.
 func dynamicName(name string, c *Conn, extra []string) (string, bool) {
-	labels := strings.Split(name, ".")
-	if len(labels) <= 2 {
+	host := hostPart(name)
+	if host == "" {
 		return "", false
 	}
-	host := strings.Join(labels[:len(labels)-2], ".")
-	if embedsAddress(host, c) {
+	if embedsAddress(host, c.IP) {
 		return "address in name", true
 	}
 	for _, tok := range strings.FieldsFunc(host, func(r rune) bool { return r == '.' || r == '-' || r == '_' }) {
@@ -66,23 +64,12 @@ func dynamicName(name string, c *Conn, extra []string) (string, bool) {
 	return "", false
 }
 
-// embedsAddress reports whether an IPv4 address appears in host, in
-// either byte order, with any separator, or as 8 hex digits.
-func embedsAddress(host string, c *Conn) bool {
-	ip := c.IP.Unmap()
-	if !ip.Is4() {
-		return false
+// hostPart is name without its last two labels ("" when it has no
+// more): the part a provider fills in per customer.
+func hostPart(name string) string {
+	labels := strings.Split(name, ".")
+	if len(labels) <= 2 {
+		return ""
 	}
-	b := ip.As4()
-	digits := strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return '.'
-	}, host)
-	joined := "." + strings.Join(strings.FieldsFunc(digits, func(r rune) bool { return r == '.' }), ".") + "."
-	fwd := fmt.Sprintf(".%d.%d.%d.%d.", b[0], b[1], b[2], b[3])
-	rev := fmt.Sprintf(".%d.%d.%d.%d.", b[3], b[2], b[1], b[0])
-	hex := fmt.Sprintf("%02x%02x%02x%02x", b[0], b[1], b[2], b[3])
-	return strings.Contains(joined, fwd) || strings.Contains(joined, rev) || strings.Contains(host, hex)
+	return strings.Join(labels[:len(labels)-2], ".")
 }

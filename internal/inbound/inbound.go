@@ -148,8 +148,10 @@ func judge(action, rule string, perm, temp int, detail, reason string, attrs ...
 // which (superseded_by).
 func (s *Screen) note(c *Conn, r Result, supersededBy string) {
 	s.count(r)
-	attrs := []any{"rule", r.Rule, "action", r.Action, "reason", r.Verdict.Reason,
-		"would", itoa(r.Verdict.Code) + " " + r.Verdict.Enhanced}
+	attrs := []any{"rule", r.Rule, "action", r.Action, "reason", r.Verdict.Reason}
+	if r.Verdict.Code != 0 { // a recorded result (spf.pass, client.allow) would send nothing
+		attrs = append(attrs, "would", itoa(r.Verdict.Code)+" "+r.Verdict.Enhanced)
+	}
 	if supersededBy != "" {
 		attrs = append(attrs, "superseded_by", supersededBy)
 	}

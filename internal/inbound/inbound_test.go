@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"kanmon/internal/address"
 	"kanmon/internal/config"
 	"kanmon/internal/dnsresolve"
+	"kanmon/internal/policy"
 )
 
 func testScreen(t *testing.T, m *dnsresolve.Mock, edit func(*config.Inbound)) *Screen {
@@ -131,5 +134,72 @@ func TestSenderDomainTemporaryIsNeverPermanent(t *testing.T) {
 		if got := itoa(out.Verdict.Code) + " " + out.Verdict.Enhanced; !out.Refused || got != want {
 			t.Errorf("%s: %s (%+v), want %s", from, got, out, want)
 		}
+	}
+}
+
+// TestDNSBLCachedForTTL: a second connection from a listed address asks
+// no list again; the time kept is the answer's TTL within [1m,
+// dnsbl_cache], the lower bound when the TTL is unknown.
+func TestDNSBLCachedForTTL(t *testing.T) {
+	m := &dnsresolve.Mock{
+		PTR: map[string][]string{"192.0.2.7": {"mail.example.org"}},
+		IP: map[string][]netip.Addr{
+			"mail.example.org":    {netip.MustParseAddr("192.0.2.7")},
+			"7.2.0.192.a.example": {netip.MustParseAddr("127.0.0.2")},
+		},
+		TTL: map[string]time.Duration{"7.2.0.192.a.example": 300 * time.Second},
+	}
+	s := testScreen(t, m, func(in *config.Inbound) {
+		in.DNSBL = []config.DNSBLZone{{Zone: "a.example", Weight: 1}, {Zone: "b.example", Weight: 1}}
+	})
+	asked := func() int {
+		n := 0
+		for _, q := range m.Queries() {
+			if strings.HasSuffix(q, ".a.example") || strings.HasSuffix(q, ".b.example") {
+				n++
+			}
+		}
+		return n
+	}
+	for i := range 2 {
+		if out := s.Connect(context.Background(), testConn("192.0.2.7")); !out.Refused || out.Verdict.Rule != "client.dnsbl" {
+			t.Fatalf("connection %d: %+v", i+1, out)
+		}
+	}
+	if n := asked(); n != 2 {
+		t.Errorf("blocklists asked %d times over two connections, want 2 (one per list, then the cache)", n)
+	}
+	e, ok := s.cache.m["a.example|192.0.2.7"]
+	if left := time.Until(e.expires); !ok || left < 290*time.Second || left > 300*time.Second {
+		t.Errorf("listed answer kept %v, want its TTL 5m", left)
+	}
+	e, ok = s.cache.m["b.example|192.0.2.7"]
+	if left := time.Until(e.expires); !ok || left < 50*time.Second || left > time.Minute {
+		t.Errorf("not-listed answer without TTL kept %v, want the 1m lower bound", left)
+	}
+	c := newBLCache(time.Hour, 10)
+	for ttl, want := range map[time.Duration]time.Duration{0: time.Minute, time.Second: time.Minute, 2 * time.Hour: time.Hour, 10 * time.Minute: 10 * time.Minute} {
+		if got := c.keep(ttl); got != want {
+			t.Errorf("keep(%v) = %v, want %v", ttl, got, want)
+		}
+	}
+	if got := newBLCache(10*time.Second, 10).keep(time.Hour); got != 10*time.Second {
+		t.Errorf("dnsbl_cache 10s: kept %v", got)
+	}
+}
+
+// TestNoteWouldOnlyForARefusal: a finding logged without enforcing it
+// says the reply it would have sent; a recorded result (an SPF pass, the
+// allow list) has none to name, so no "would=0 ".
+func TestNoteWouldOnlyForARefusal(t *testing.T) {
+	var buf strings.Builder
+	c := testConn("192.0.2.7")
+	c.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	s := testScreen(t, &dnsresolve.Mock{}, nil)
+	s.note(c, judge(config.ActionLog, "client.fcrdns", 550, 450, "7.25", "mismatch"), "")
+	s.note(c, Result{Rule: "spf.pass", Action: config.ActionLog, Verdict: policy.Verdict{Accept: true, Rule: "spf.pass", Reason: "SPF pass recorded"}}, "")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `would="550 5.7.25"`) || strings.Contains(lines[1], "would=") {
+		t.Errorf("decision lines:\n%s", buf.String())
 	}
 }

@@ -35,7 +35,8 @@ func CheckMissingPTR(ctx context.Context, s *Screen, c *Conn) Result {
 
 // CheckFCrDNS: the client's reverse name must resolve back to its
 // address (forward-confirmed reverse DNS; rule client.fcrdns, default
-// log). A forward lookup that fails temporarily passes.
+// log). A forward lookup that fails temporarily passes. Only the
+// client's address family is asked (A for IPv4): one question, not two.
 func CheckFCrDNS(ctx context.Context, s *Screen, c *Conn) Result {
 	if s.cfg.FCrDNSMismatch == config.ActionOff {
 		return Result{}
@@ -45,7 +46,7 @@ func CheckFCrDNS(ctx context.Context, s *Screen, c *Conn) Result {
 		return Result{} // CheckMissingPTR's finding
 	}
 	for _, n := range names[:min(len(names), maxPTRNames)] {
-		ips, err := s.dns.LookupIP(ctx, n)
+		ips, err := dnsresolve.LookupIPOfFamily(ctx, s.dns, n, c.IP)
 		if err != nil && !dnsresolve.IsNotFound(err) {
 			return Result{}
 		}
@@ -59,7 +60,7 @@ func CheckFCrDNS(ctx context.Context, s *Screen, c *Conn) Result {
 
 // resolvesTo reports whether name resolves to the client's address.
 func (s *Screen) resolvesTo(ctx context.Context, name string, c *Conn) bool {
-	ips, err := s.dns.LookupIP(ctx, name)
+	ips, err := dnsresolve.LookupIPOfFamily(ctx, s.dns, name, c.IP)
 	return err == nil && containsIP(ips, c.IP)
 }
 
