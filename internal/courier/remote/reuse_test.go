@@ -16,7 +16,9 @@ func sendN(t *testing.T, r *Remote, n int) {
 	t.Helper()
 	for i := range n {
 		env := ownUser("bob@peer.test")
-		body := func() io.Reader { return strings.NewReader(testMessage("alice@example.org", "bob@peer.test", "m"+string(rune('a'+i%26)))) }
+		body := func() io.Reader {
+			return strings.NewReader(testMessage("alice@example.org", "bob@peer.test", "m"+string(rune('a'+i%26))))
+		}
 		res := r.Send(context.Background(), &env, "peer.test", []string{"bob@peer.test"}, body)
 		if len(res) != 1 || !res[0].OK {
 			t.Fatalf("message %d: %+v", i, res)
