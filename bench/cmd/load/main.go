@@ -68,7 +68,7 @@ func main() {
 		"accepted": len(lat), "seconds": elapsed.Seconds(),
 		"accepted_per_s": float64(len(lat)) / elapsed.Seconds(),
 		"p50_ms":         ms(pct(lat, 0.50)), "p99_ms": ms(pct(lat, 0.99)),
-		"errors":         errs,
+		"errors": errs,
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
 	if len(lat) < *n {
