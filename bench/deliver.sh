@@ -25,11 +25,15 @@ set -euo pipefail
 N=${1:-5000}
 S=${2:-20}
 SIZE=${3:-2048}
+# FROM: the envelope sender. At a local domain (the default) kanmon
+# DKIM-signs every message; a sender elsewhere (e.g. FROM=bench@client.test)
+# measures relaying alone, as Postfix and chasquid do it.
+FROM=${FROM:-bench@example.org}
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
-pid=""; sink=""
+pid=""; sink=""; tracer=""
 cleanup() {
-  for p in $pid $sink; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  for p in $tracer $pid $sink; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -46,6 +50,8 @@ sed -i \
   -e "s|^routes = {}|routes = { \"remote.test\" = \"127.0.0.1:$SINK\" }|" \
   -e 's|^dns_server = ""|dns_server = "127.0.0.1:1"|' \
   "$work/etc/kanmon.toml"
+# As root (a throwaway machine), serve as root: kanmon otherwise refuses.
+[ "$(id -u)" = 0 ] && sed -i 's/^run_as = ""/run_as = "root"/' "$work/etc/kanmon.toml"
 echo 'benchmark password' | "$work/kanmon" user add bench@example.org --config "$work/etc/kanmon.toml" --password-stdin >/dev/null
 # smtp-sink: accept everything, keep nothing; 1000 = listen backlog. As
 # root it insists on dropping privileges (-u) after binding.
@@ -70,8 +76,16 @@ PY
 }
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' /proc/$pid/stat; }
+# STRACE=1 counts kanmon's system calls during the run (strace -c -f);
+# the table is printed per message at the end. Timings are then not
+# comparable with untraced runs.
+if [ -n "${STRACE:-}" ]; then
+  strace -c -f -p "$pid" -o "$work/strace.out" 2>/dev/null &
+  tracer=$!
+  sleep 1
+fi
 c0=$(cpu); t0=$(date +%s.%N)
-smtp-source -c -s "$S" -m "$N" -l "$SIZE" -f bench@example.org -t sink@remote.test "127.0.0.1:$MX" >/dev/null
+smtp-source -c -s "$S" -m "$N" -l "$SIZE" -f "$FROM" -t sink@remote.test "127.0.0.1:$MX" >/dev/null
 t1=$(date +%s.%N); c1=$(cpu)
 d=0
 for _ in $(seq 3000); do
@@ -81,6 +95,12 @@ for _ in $(seq 3000); do
 done
 t2=$(date +%s.%N); c2=$(cpu)
 left=$(ls -A "$work/etc/data/queue/msg" | wc -l)
+if [ -n "$tracer" ]; then
+  kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true; tracer=""
+  echo "system calls per message (strace -c -f on kanmon):"
+  awk -v n="$N" '$1 ~ /^[0-9.]+$/ && NF>=5 { name=$NF; calls=$4; errs=(NF==6?$5:0);
+    printf "  %-14s %7.2f calls/msg  %6.2f errors/msg\n", name, calls/n, errs/n }' "$work/strace.out" | sort -k2 -nr
+fi
 deferred=$(grep -c '"result":"deferred"' "$work/etc/kanmon.log" 2>/dev/null || true)
 python3 - "$N" "$S" "$SIZE" "$t0" "$t1" "$t2" "$c0" "$c1" "$c2" "$ticks" "$d" "$left" "${deferred:-0}" <<'PY'
 import sys

@@ -6,6 +6,7 @@
 package logging
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"io"
@@ -38,11 +39,44 @@ func NewID(kind byte) string {
 }
 
 // New returns a logger writing JSON (format "json") or text lines to w at
-// the given level.
+// the given level. When w is a *BufferedWriter, a warning or error is
+// written out at once, with the lines before it: an operator watching
+// the log for trouble does not wait for the timer.
 func New(w io.Writer, format string, level slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	if bw, ok := w.(*BufferedWriter); ok {
+		h = flushHandler{Handler: h, bw: bw}
+	}
+	return slog.New(h)
+}
+
+// flushHandler flushes the buffer after a line at warning level or above.
+type flushHandler struct {
+	slog.Handler
+	bw *BufferedWriter
+}
+
+// Handle writes r and flushes when it is a warning or an error.
+func (h flushHandler) Handle(ctx context.Context, r slog.Record) error {
+	err := h.Handler.Handle(ctx, r)
+	if r.Level >= slog.LevelWarn {
+		if ferr := h.bw.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+// WithAttrs keeps the flushing around the derived handler.
+func (h flushHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return flushHandler{Handler: h.Handler.WithAttrs(as), bw: h.bw}
+}
+
+// WithGroup keeps the flushing around the derived handler.
+func (h flushHandler) WithGroup(name string) slog.Handler {
+	return flushHandler{Handler: h.Handler.WithGroup(name), bw: h.bw}
 }

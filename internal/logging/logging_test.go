@@ -78,3 +78,19 @@ func TestLevelsAndFormats(t *testing.T) {
 		t.Errorf("text log at warn: %q", b.String())
 	}
 }
+
+// TestBufferedWarningAtOnce: a warning is written out at once, with the
+// info line buffered before it, without waiting for the timer.
+func TestBufferedWarningAtOnce(t *testing.T) {
+	t.Parallel()
+	out := &logbuf.Buffer{}
+	bw := logging.NewBufferedWriter(out)
+	defer bw.Close()
+	log := logging.New(bw, "json", slog.LevelInfo).With("conn", "c1")
+	log.Info("before")
+	log.Warn("trouble", "rule", "x")
+	got := out.String()
+	if !strings.Contains(got, `"msg":"before"`) || !strings.Contains(got, `"msg":"trouble"`) || !strings.Contains(got, `"conn":"c1"`) {
+		t.Errorf("after a warning, written: %q", got)
+	}
+}

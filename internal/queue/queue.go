@@ -172,6 +172,11 @@ type Spool struct {
 	freeBytes func(dir string) (int64, error)
 	lastFree  atomic.Int64 // cached free bytes
 	freeAt    atomic.Int64 // unix nano of lastFree
+	// noState holds the ids committed by this process that have no
+	// state file yet, so opening and removing them tries no file that
+	// does not exist (two failed system calls per message otherwise).
+	// After a restart it is empty and the files are tried.
+	noState sync.Map
 }
 
 type file interface {
@@ -440,6 +445,7 @@ func (w *Writer) Commit() error {
 	}
 	w.s.count.Add(1)
 	w.s.bytes.Add(w.hdr + w.n + w.trailerLen()) // the whole file, as Remove subtracts
+	w.s.noState.Store(w.env.ID, struct{}{})
 	return nil
 }
 
@@ -533,6 +539,9 @@ func (s *Spool) Open(id string) (*Message, error) {
 	}
 	m.Size = m.body + m.prepend
 	m.State.Rcpts = make([]RcptState, len(m.Envelope.Recipients))
+	if _, none := s.noState.Load(id); none {
+		return m, nil
+	}
 	if raw, err := fsys.ReadFile(s.fs, s.statePath(id)); err == nil {
 		var st State
 		if json.Unmarshal(raw, &st) == nil && len(st.Rcpts) == len(m.Envelope.Recipients) {
@@ -573,6 +582,7 @@ func (s *Spool) SaveState(id string, st State) error {
 	if err != nil {
 		return fmt.Errorf("queue: state %s: %w", id, err)
 	}
+	s.noState.Delete(id)
 	tmp := s.statePath(id) + ".tmp"
 	if err := fsys.WriteFile(s.fs, tmp, raw, 0o600); err != nil {
 		return fmt.Errorf("queue: state %s: %w", id, err)
@@ -589,7 +599,9 @@ func (s *Spool) Remove(id string) error {
 	if err := s.fs.Remove(s.msgPath(id)); err != nil {
 		return fmt.Errorf("queue: remove %s: %w", id, err)
 	}
-	s.fs.Remove(s.statePath(id))
+	if _, none := s.noState.LoadAndDelete(id); !none {
+		s.fs.Remove(s.statePath(id))
+	}
 	if statErr == nil {
 		s.count.Add(-1)
 		s.bytes.Add(-fi.Size())

@@ -222,7 +222,14 @@ func (s *Scheduler) Start(ctx context.Context) {
 }
 
 // Wait waits for the workers after ctx ended.
-func (s *Scheduler) Wait() { s.wg.Wait() }
+func (s *Scheduler) Wait() {
+	s.wg.Wait()
+	// The remote courier keeps idle connections between messages; with
+	// no delivery left to use them, they end with QUIT now.
+	if c, ok := s.Remote.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
 
 // Enqueue schedules a newly committed message now. It takes the envelope
 // in memory (smtpd and package dsn hand it over right after the commit),

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -26,12 +27,17 @@ func listenerAddr(cfg *config.Config, name string) string {
 func bindTCP(cfg *config.Config) (map[string]net.Listener, []error) {
 	out := map[string]net.Listener{}
 	var errs []error
+	// No TCP keepalive on accepted connections: every read of a session
+	// has its own deadline (law 5), which already ends a session whose
+	// client vanished, and the four socket options per connection cost
+	// system calls on every message.
+	lc := net.ListenConfig{KeepAlive: -1}
 	for _, name := range tcpListenerNames {
 		a := listenerAddr(cfg, name)
 		if a == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", a)
+		ln, err := lc.Listen(context.Background(), "tcp", a)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listen %s on %s: %w", name, a, err))
 			continue

@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"kanmon/internal/courier"
@@ -89,7 +90,29 @@ type Remote struct {
 	TransactionTimeout time.Duration
 	// MaxHosts bounds the addresses tried per attempt (default 5).
 	MaxHosts int
+	// ReuseMessages bounds the transactions one outgoing connection
+	// carries (default 100; 1 turns reuse off); ReuseIdle how long an
+	// idle connection waits for the next message to the same host
+	// (default 5s); ReuseConns how many wait at once (default 100).
+	ReuseMessages int
+	ReuseIdle     time.Duration
+	ReuseConns    int
+
+	poolOnce sync.Once
+	pool     *connPool
 }
+
+// connPool returns the pool of idle connections, made on first use.
+func (r *Remote) connPool() *connPool {
+	r.poolOnce.Do(func() {
+		r.pool = &connPool{maxConns: cmpInt(r.ReuseConns, defaultReuseConns), idle: cmp(r.ReuseIdle, defaultReuseIdle)}
+	})
+	return r.pool
+}
+
+// Close ends the idle outgoing connections with QUIT; deliveries after it
+// open and close their own.
+func (r *Remote) Close() { r.connPool().close() }
 
 // hop is one place to connect to.
 type hop struct {
@@ -270,47 +293,102 @@ func (r *Remote) helo() string {
 	return r.HeloName
 }
 
-// session runs one SMTP session with one host, with our own client
-// (smtpclient.go) from the greeting to QUIT. An error means this host
-// gave no answer about the recipients (connection, greeting, TLS, EHLO or
-// AUTH failed, or the peer broke a bound): try the next one. Replies to
-// MAIL, RCPT and DATA are results.
+// session delivers through one host: on an idle connection kept from an
+// earlier transaction when there is one (pool.go), else on a new one. An
+// error means this host gave no answer about the recipients (connection,
+// greeting, TLS, EHLO or AUTH failed, or the peer broke a bound): try the
+// next one. Replies to MAIL, RCPT and DATA are results.
 func (r *Remote) session(ctx context.Context, h hop, env *queue.Envelope, rcpts []string, body func() io.Reader, noTLS bool) ([]courier.Result, error) {
-	ct := cmp(r.ConnectTimeout, 30*time.Second)
-	dataTimeout := cmp(r.DataTimeout, 10*time.Minute)
-	// The whole session ends by this deadline, however slowly the peer
-	// answers each command just in time.
-	deadline := time.Now().Add(cmp(r.TransactionTimeout, 30*time.Minute) + dataTimeout)
+	if !noTLS {
+		if e := r.connPool().get(keyOf(h)); e != nil {
+			// A peer may drop an idle connection at any time: RSET tells,
+			// and a connection that fails it or fails before MAIL was
+			// answered is replaced, the message not yet offered.
+			e.c.deadline = r.sessionDeadline()
+			if err := e.c.rset(); err != nil {
+				e.c.conn.Close()
+			} else if res, err, retry := r.transact(ctx, e, h, env, rcpts, body, true); !retry {
+				return res, err
+			}
+		}
+	}
+	return r.dial(ctx, h, env, rcpts, body, noTLS)
+}
+
+// sessionDeadline is when a session (or, on a reused connection, a
+// transaction) must be over, however slowly the peer answers each
+// command just in time.
+func (r *Remote) sessionDeadline() time.Time {
+	return time.Now().Add(cmp(r.TransactionTimeout, 30*time.Minute) + cmp(r.DataTimeout, 10*time.Minute))
+}
+
+// dial opens a new connection to h, with our own client (smtpclient.go),
+// and runs one transaction on it.
+func (r *Remote) dial(ctx context.Context, h hop, env *queue.Envelope, rcpts []string, body func() io.Reader, noTLS bool) ([]courier.Result, error) {
+	deadline := r.sessionDeadline()
 	// The connection's own deadlines fire first, so the error names the
 	// reply that was late; the context is the backstop for the rest.
-	ctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
+	dctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
 	defer cancel()
-	d := net.Dialer{Timeout: ct}
-	conn, err := d.DialContext(ctx, "tcp", h.addr)
+	d := net.Dialer{Timeout: cmp(r.ConnectTimeout, 30*time.Second), KeepAlive: -1}
+	conn, err := d.DialContext(dctx, "tcp", h.addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect: %w", h.addr, err)
 	}
-	defer conn.Close()
+	// Unblock a stuck prelude when the scheduler stops or the deadline
+	// passes.
+	stop := context.AfterFunc(dctx, func() { conn.Close() })
+	c := newSMTPClient(conn, cmp(r.CommandTimeout, 5*time.Minute), deadline)
+	err = r.prelude(dctx, c, h, noTLS)
+	if !stop() || err != nil {
+		conn.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("%s: %w", h.addr, err)
+	}
+	// A plain-text fallback after a failed handshake is not kept: the
+	// next message tries TLS again.
+	res, err, _ := r.transact(ctx, &pooled{c: c}, h, env, rcpts, body, !noTLS)
+	return res, err
+}
+
+// transact runs one mail transaction on an open session and then keeps
+// the connection for the next message (when keep and the session ended in
+// step) or ends it. retry reports an error before the peer answered MAIL,
+// so the message was not offered and a new connection may carry it.
+func (r *Remote) transact(ctx context.Context, e *pooled, h hop, env *queue.Envelope, rcpts []string, body func() io.Reader, keep bool) (res []courier.Result, err error, retry bool) {
+	c := e.c
+	ctx, cancel := context.WithDeadline(ctx, c.deadline.Add(time.Second))
+	defer cancel()
 	// Unblock a stuck exchange when the scheduler stops or the deadline
 	// passes.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	c := newSMTPClient(conn, cmp(r.CommandTimeout, 5*time.Minute), deadline)
-	if err := r.prelude(ctx, c, h, noTLS); err != nil {
-		return nil, fmt.Errorf("%s: %w", h.addr, err)
-	}
+	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
+	var t *txReplies
 	if env.SMTPUTF8 && !c.has("SMTPUTF8") {
-		c.quit()
-		return courier.All(rcpts, courier.Result{Permanent: true, Code: 553, Enhanced: "5.6.7", MX: h.host, TLS: c.tls,
-			Text: "the message needs SMTPUTF8 and " + h.host + " does not offer it"}), nil
+		res = courier.All(rcpts, courier.Result{Permanent: true, Code: 553, Enhanced: "5.6.7", MX: h.host, TLS: c.tls,
+			Text: "the message needs SMTPUTF8 and " + h.host + " does not offer it"})
+	} else {
+		pipeline := c.has("PIPELINING") && !r.NoPipelining
+		t, err = c.transaction(env, r.mailFrom(env), rcpts, body, pipeline, cmp(r.DataTimeout, 10*time.Minute))
 	}
-	pipeline := c.has("PIPELINING") && !r.NoPipelining
-	t, err := c.transaction(env, r.mailFrom(env), rcpts, body, pipeline, dataTimeout)
+	closed := !stop()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", h.addr, err)
+		c.conn.Close()
+		return nil, fmt.Errorf("%s: %w", h.addr, err), t != nil && t.mail.code == 0
 	}
-	c.quit()
-	return t.results(rcpts, h.host, c.tls), nil
+	if t != nil {
+		res = t.results(rcpts, h.host, c.tls)
+	}
+	e.uses++
+	if closed || !keep || e.uses >= cmpInt(r.ReuseMessages, defaultReuseMessages) || t.closing() ||
+		!r.connPool().put(keyOf(h), e) {
+		if !closed {
+			c.quit()
+		}
+		c.conn.Close()
+	}
+	return res, nil, false
 }
 
 // prelude takes the session up to MAIL: implicit TLS, greeting, EHLO,
@@ -347,6 +425,13 @@ func (r *Remote) prelude(ctx context.Context, c *smtpClient, h hop, noTLS bool) 
 		return c.authPlain(r.SmarthostUser, r.SmarthostPassword)
 	}
 	return nil
+}
+
+func cmpInt(n, def int) int {
+	if n > 0 {
+		return n
+	}
+	return def
 }
 
 func cmp(d, def time.Duration) time.Duration {

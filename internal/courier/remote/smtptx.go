@@ -60,6 +60,42 @@ func (t *txReplies) results(rcpts []string, mx, tlsVer string) []courier.Result 
 	return out
 }
 
+// closing reports a 421 among the replies: the peer is closing the
+// connection (RFC 5321 3.8), so it is not kept for another message.
+func (t *txReplies) closing() bool {
+	if t == nil {
+		return false
+	}
+	all := append([]reply{t.mail}, t.rcpt...)
+	for _, p := range []*reply{t.data, t.final} {
+		if p != nil {
+			all = append(all, *p)
+		}
+	}
+	for _, r := range all {
+		if r.code == 421 {
+			return true
+		}
+	}
+	return false
+}
+
+// rset starts a clean transaction on a reused connection (RFC 5321
+// 4.1.1.5); an error means the connection is not usable.
+func (c *smtpClient) rset() error {
+	if err := c.send("RSET"); err != nil {
+		return err
+	}
+	r, err := c.read("RSET", rsetTimeout)
+	if err != nil {
+		return err
+	}
+	if !r.positive() {
+		return &peerError{enhanced: enhProtocol, msg: "reply to RSET: " + r.String()}
+	}
+	return nil
+}
+
 // transaction sends one message from the envelope sender from (Remote.mailFrom): MAIL, RCPT for each recipient and DATA
 // in one write when pipeline is set (RFC 2920), else one at a time,
 // stopping at the first step that leaves nothing to send. An error means

@@ -44,10 +44,17 @@ type Peer struct {
 	Rcpt func(n int, addr string) string
 	// Hang keeps every connection silent after accepting it until closed.
 	Hang chan struct{}
+	// DropAfter closes a connection without a word after it carried
+	// this many messages (0: never), as a peer that drops idle
+	// connections does.
+	DropAfter int
+	// Rset is the reply to RSET ("" accepts).
+	Rset string
 
 	mu    sync.Mutex
 	n     int
 	conns int
+	quits int
 	msgs  []Msg
 }
 
@@ -89,6 +96,13 @@ func (p *Peer) Conns() int {
 	return p.conns
 }
 
+// Quits returns the number of QUIT commands received so far.
+func (p *Peer) Quits() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.quits
+}
+
 func (p *Peer) serve(c net.Conn) {
 	defer c.Close()
 	p.mu.Lock()
@@ -113,6 +127,7 @@ type session struct {
 	br    *bufio.Reader
 	cur   Msg
 	inTLS bool
+	sent  int
 }
 
 func (s *session) w(line string) { s.c.Write([]byte(line + "\r\n")) }
@@ -146,9 +161,14 @@ func (s *session) step() bool {
 		s.w("554 5.5.1 no valid recipients")
 	case verb == "DATA":
 		return s.data()
+	case verb == "RSET" && s.p.Rset != "":
+		s.w(s.p.Rset)
 	case verb == "RSET" || verb == "NOOP":
 		s.w("250 2.0.0 ok")
 	case verb == "QUIT":
+		s.p.mu.Lock()
+		s.p.quits++
+		s.p.mu.Unlock()
 		s.w("221 2.0.0 bye")
 		return false
 	default:
@@ -210,7 +230,8 @@ func (s *session) data() bool {
 	s.p.msgs = append(s.p.msgs, s.cur)
 	s.p.mu.Unlock()
 	s.w("250 2.0.0 queued as PEER1")
-	return true
+	s.sent++
+	return s.p.DropAfter == 0 || s.sent < s.p.DropAfter
 }
 
 // TLSConfig returns a server TLS config with a fresh self-signed
