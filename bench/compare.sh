@@ -44,7 +44,7 @@ if ! command -v chasquid >/dev/null || ! command -v smtp-sink >/dev/null; then
 fi
 log "building kanmon and the bench tools"
 go build -o "$W/bin/kanmon" ./cmd/kanmon
-(cd bench && go build -o "$W/bin/" ./cmd/load ./cmd/dnsfix ./cmd/chart)
+(cd bench/cmd && go build -o "$W/bin/" ./load ./dnsfix ./chart)
 
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 SINK=$(port)

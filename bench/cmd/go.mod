@@ -1,4 +1,4 @@
-module kanmon/bench
+module kanmon/bench/cmd
 
 go 1.26.8
 
