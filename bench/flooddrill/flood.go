@@ -174,8 +174,7 @@ func oneBounce(s *conv, r *FloodResult, rcpt string) bool {
 	}
 	if code != 250 {
 		atomic.AddInt64(&r.RefusedEarly, 1)
-		_, err = s.cmd("RSET")
-		return err == nil && code != 421
+		return code != 421 && s.rset()
 	}
 	code, err = s.cmd("RCPT TO:<%s>", rcpt)
 	switch {
@@ -184,12 +183,10 @@ func oneBounce(s *conv, r *FloodResult, rcpt string) bool {
 		return false
 	case code >= 500:
 		atomic.AddInt64(&r.RefusedAtRcpt, 1)
-		_, err = s.cmd("RSET")
-		return err == nil
+		return s.rset()
 	case code >= 400:
 		atomic.AddInt64(&r.TempAtRcpt, 1)
-		_, err = s.cmd("RSET")
-		return err == nil && code != 421
+		return code != 421 && s.rset()
 	}
 	atomic.AddInt64(&r.Accepted, 1)
 	if code, err = s.cmd("DATA"); err != nil || code != 354 {
@@ -214,6 +211,14 @@ func oneBounce(s *conv, r *FloodResult, rcpt string) bool {
 type conv struct {
 	c net.Conn
 	r *bufio.Reader
+}
+
+// rset ends a refused transaction; false when the connection is over:
+// a server that counts errors may close with 421 after a refusal (the
+// 421 then answers RSET).
+func (s *conv) rset() bool {
+	code, err := s.cmd("RSET")
+	return err == nil && code == 250
 }
 
 func (s *conv) cmd(format string, args ...any) (int, error) {
