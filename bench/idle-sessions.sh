@@ -6,7 +6,7 @@
 # client (connect, greeting, EHLO, QUIT; 5 times, the worst counts) and
 # checks how many sessions are still open after HOLD.
 #
-#   bench/idle-sessions.sh [SESSIONS] [POOL] [HOLD]
+#   [TLS=0.5] bench/idle-sessions.sh [SESSIONS] [POOL] [HOLD]
 #
 # POOL is the MX listener's max_connections (default 14000), so that
 # 10,000 sessions stay under stress_threshold (80 % of the pool) and are
@@ -21,6 +21,7 @@ set -euo pipefail
 N=${1:-10000}
 POOL=${2:-14000}
 HOLD=${3:-15s}
+TLS=${TLS:-0.5} # share of sessions after STARTTLS
 cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d)
@@ -62,7 +63,7 @@ echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "kanmon: max open files $(awk '/Max open files/ {print $4}' "/proc/$pid/limits"), pool $POOL, stress at $(sed -n 's/^stress_threshold = \([0-9]*\).*/\1/p' "$toml") %"
 rss0=$(kib VmRSS)
 mkfifo "$work/go"
-"$work/idleclient" -addr "127.0.0.1:$MX" -n "$N" -hold "$HOLD" <"$work/go" >"$work/client.out" 2>"$work/client.err" &
+"$work/idleclient" -addr "127.0.0.1:$MX" -n "$N" -tls "$TLS" -hold "$HOLD" <"$work/go" >"$work/client.out" 2>"$work/client.err" &
 cpid=$!
 exec 3>"$work/go"
 # Wait (bounded: 10 minutes) until every session is set up.
