@@ -15,8 +15,9 @@ import (
 // calls that used to be spent in vain on every relayed message: opening
 // and removing a queue state file that does not exist, registering disk
 // files with the network poller (an epoll_ctl that always fails), TCP
-// keepalive options on both connections, and one new outgoing connection
-// per message. Ten messages relayed to smtp-sink must show none of the
+// keepalive options on both connections, one new outgoing connection
+// per message, and an in-flight marker file created and removed per
+// delivery attempt (now a journal opened once). Ten messages relayed to smtp-sink must show none of the
 // first three and reuse the outgoing connection.
 func TestStraceRelayNoWaste(t *testing.T) {
 	t.Parallel()
@@ -51,13 +52,19 @@ func TestStraceRelayNoWaste(t *testing.T) {
 
 	_, sinkPort, _ := net.SplitHostPort(sink.Addr)
 	var waste []string
-	connects := 0
+	connects, journalOpens := 0, 0
 	for _, c := range parseStrace(t, trace) {
 		switch {
 		case c.name == "setsockopt" && strings.Contains(c.line, "SO_KEEPALIVE"):
 			waste = append(waste, c.line)
 		case (c.name == "openat" || c.name == "unlinkat") && strings.Contains(c.line, "/queue/") && strings.Contains(c.line, "ENOENT"):
 			waste = append(waste, c.line)
+		case (c.name == "openat" || c.name == "unlinkat") && strings.Contains(c.line, "/queue/inflight/"):
+			// Attempts are marked in the journal, opened once at start,
+			// not with a file per attempt.
+			waste = append(waste, c.line)
+		case c.name == "openat" && strings.Contains(c.line, "/queue/inflight.log"):
+			journalOpens++
 		case c.name == "epoll_ctl" && strings.Contains(c.line, "EPERM") && strings.Contains(c.line, "/queue/"):
 			// Files read once at start do not count; the queue's do.
 			waste = append(waste, c.line)
@@ -67,6 +74,11 @@ func TestStraceRelayNoWaste(t *testing.T) {
 	}
 	if len(waste) > 0 {
 		t.Errorf("%d wasted system calls for %d messages, e.g.:\n%s", len(waste), n, strings.Join(waste[:min(len(waste), 10)], "\n"))
+	}
+	// Start reads the journal, writes its compacted copy and opens that
+	// for appending: three opens for the run, none per message.
+	if journalOpens > 3 {
+		t.Errorf("%d opens of the in-flight journal for %d messages, want at most 3 (at start)", journalOpens, n)
 	}
 	// Sequential messages to one destination: one connection carries
 	// them, a second at most if a delivery overlapped the previous one.

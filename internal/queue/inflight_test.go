@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -34,15 +35,16 @@ func TestInFlightMarkersSurviveReopen(t *testing.T) {
 	if !reflect.DeepEqual(got, []string{a}) {
 		t.Errorf("in flight after reopen = %v, want [%s]", got, a)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "inflight", a)); err != nil {
-		t.Errorf("marker file: %v", err)
+	if b, err := os.ReadFile(filepath.Join(dir, journalName)); err != nil || string(b) != "+"+a+"\n" {
+		t.Errorf("journal after reopen = %q, %v; want only the open entry", b, err)
 	}
 }
 
-// TestInFlightRejectsPathNames: a marker name never leaves inflight/.
+// TestInFlightRejectsPathNames: an id never leaves the spool or splits a
+// journal record.
 func TestInFlightRejectsPathNames(t *testing.T) {
 	s := openSpool(t, t.TempDir(), Limits{})
-	for _, id := range []string{"", "../msg/x", ".hidden", `a\b`} {
+	for _, id := range []string{"", "../msg/x", ".hidden", `a\b`, "a\n+b", strings.Repeat("x", 80)} {
 		if err := s.MarkInFlight(id); err == nil {
 			t.Errorf("MarkInFlight(%q) accepted", id)
 		}
@@ -77,8 +79,8 @@ func TestStateKeepsHoldReasonAndUncleanStops(t *testing.T) {
 	}
 }
 
-// BenchmarkMarkClearInFlight is what the in-flight marker adds to one
-// delivery attempt: a create and an unlink in inflight/.
+// BenchmarkMarkClearInFlight is what the in-flight journal adds to one
+// delivery attempt: two small appends to inflight.log.
 func BenchmarkMarkClearInFlight(b *testing.B) {
 	s := openSpool(b, b.TempDir(), Limits{})
 	id := NewID()

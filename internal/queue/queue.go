@@ -23,9 +23,14 @@
 //	state/<id>      per-recipient delivery state as JSON (State), written
 //	                atomically (temporary file and rename) after attempts;
 //	                absent until the first attempt finishes
-//	inflight/<id>   an empty marker: a delivery attempt of <id> is running
-//	                (see MarkInFlight); one left at startup means the
-//	                previous run stopped uncleanly during that attempt
+//	inflight.log    the in-flight journal, append-only: "+<id>\n" when a
+//	                delivery attempt of <id> starts, "-<id>\n" when it
+//	                ends (see MarkInFlight); an id started and not ended
+//	                at startup means the previous run stopped uncleanly
+//	                during that attempt. Rewritten with only the open
+//	                entries at startup and when it passes 4 MiB.
+//	inflight/<id>   the same as "+<id>" in the format of older versions:
+//	                still read at startup, then removed
 //
 // A message gets its name in msg/ (linkat, or rename) after the file is
 // fsynced,
@@ -177,6 +182,8 @@ type Spool struct {
 	// does not exist (two failed system calls per message otherwise).
 	// After a restart it is empty and the files are tried.
 	noState sync.Map
+	// inflight is the in-flight journal (inflight.go).
+	inflight *journal
 }
 
 type file interface {
@@ -195,7 +202,7 @@ func Open(dir string, limits Limits) (*Spool, error) {
 func OpenFS(fsy fsys.FS, dir string, limits Limits) (*Spool, error) {
 	s := &Spool{dir: dir, limits: limits, fs: fsy, freeBytes: statfsFree}
 	s.create = s.createFile
-	for _, sub := range []string{"tmp", "msg", "state", "inflight"} {
+	for _, sub := range []string{"tmp", "msg", "state"} {
 		if err := fsys.MkdirAll(fsy, filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("queue: create %s: %w", sub, err)
 		}
@@ -206,6 +213,11 @@ func OpenFS(fsy fsys.FS, dir string, limits Limits) (*Spool, error) {
 		fsy.Remove(filepath.Join(dir, "tmp", t.Name()))
 	}
 	s.msgSync = &groupSync{fs: fsy, dir: filepath.Join(dir, "msg")}
+	j, err := openJournal(fsy, dir)
+	if err != nil {
+		return nil, err
+	}
+	s.inflight = j
 	ids, err := s.IDs()
 	if err != nil {
 		return nil, err

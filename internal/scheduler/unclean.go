@@ -10,8 +10,8 @@ import (
 
 // A message whose delivery attempt crashes the process (a hostile peer
 // exhausting our memory, say) would be retried at every restart and
-// crash it again. So each attempt leaves an in-flight marker in the spool
-// while it runs (queue.Spool.MarkInFlight); a marker found at startup
+// crash it again. So each attempt is marked in flight in the spool's
+// journal while it runs (queue.Spool.MarkInFlight); a mark found at startup
 // means the previous run stopped uncleanly during that attempt. The
 // message's UncleanStops count goes up, and at UncleanStopsToHold it is
 // put on hold for an operator instead of being tried again. A completed
@@ -33,7 +33,7 @@ func heldUncleanReason(id string, n int) string {
 
 // attemptMark is the in-flight marker of one message's processing. It is
 // set lazily, just before the first delivery attempt, so processing that
-// attempts nothing (a held message, a busy domain) costs no file.
+// attempts nothing (a held message, a busy domain) costs no write.
 type attemptMark struct {
 	s      *Scheduler
 	id     string

@@ -121,10 +121,16 @@ func commitTo(t *testing.T, dir string, env queue.Envelope) string {
 }
 
 // crashDuringAttempt leaves what an unclean stop during a delivery
-// attempt of id leaves: its in-flight marker.
+// attempt of id leaves: the attempt's start record in the in-flight
+// journal, with no end record.
 func crashDuringAttempt(t *testing.T, dir, id string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, "queue", "inflight", id), nil, 0o600); err != nil {
+	f, err := os.OpenFile(filepath.Join(dir, "queue", "inflight.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("+" + id + "\n"); err != nil {
 		t.Fatal(err)
 	}
 }
