@@ -198,8 +198,16 @@ run_one() { # server shape sessions round
   rss_sampler "$SPID" "$W/rss"
   t0=$(date +%s.%N)
   res=$("$W/bin/load" -addr "$ADDR" -n "$N" -c "$s" -size "$size" -per-conn "$per" -to "$TO" || true)
-  for _ in $(seq 6000); do   # at most 10 minutes for the queue to drain
-    [ "$(( $(sinkcount) - n0 ))" -ge "$N" ] && break; sleep 0.1
+  # Wait for what the server accepted to reach the sink: at most 10
+  # minutes, and no longer than 15 s without progress (a server that
+  # answered 4xx to part of the load never delivers those).
+  local want last=-1 still=0
+  want=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1] or "{}").get("accepted", 0))' "$res")
+  for _ in $(seq 6000); do
+    local now=$(( $(sinkcount) - n0 ))
+    [ "$now" -ge "$want" ] && break
+    if [ "$now" = "$last" ]; then still=$((still + 1)); [ "$still" -ge 150 ] && break; else still=0; last=$now; fi
+    sleep 0.1
   done
   t1=$(date +%s.%N)
   local c1 got; c1=$(cpu_ticks "$SPID"); got=$(( $(sinkcount) - n0 ))
