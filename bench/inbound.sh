@@ -42,6 +42,7 @@ run() {
     --mx-addr "127.0.0.1:$mx" --submission-addr "" --smtps-addr "" --admin-addr "" >/dev/null
   local c="$dir/kanmon.toml"
   sed -i 's/^log_file = ""/log_file = "kanmon.log"/; s/^max_connections_per_ip = 20/max_connections_per_ip = 1000/' "$c"
+  sed -i "s/^mx_connections_per_minute = .*/mx_connections_per_minute = 0/" "$c"
   sed -i "s/^server = \"\"/server = \"$DNS\"/" "$c"
   # As root (a test machine), kanmon serves only with run_as set.
   if [ "$(id -u)" = 0 ]; then sed -i 's/^run_as = ""/run_as = "root"/' "$c"; fi
@@ -55,7 +56,7 @@ run() {
       s/^fcrdns_mismatch = .*/fcrdns_mismatch = "reject"/' "$c"
   else
     sed -i 's/^greet_delay = .*/greet_delay = "0s"/' "$c"
-    for k in dynamic_client policy_block missing_ptr fcrdns_mismatch dnsbl_listed sender_domain spf_fail spf_temperror; do
+    for k in dynamic_client policy_block missing_ptr fcrdns_mismatch dnsbl_listed sender_domain spf_fail spf_temperror dmarc from_header; do
       sed -i "s/^$k = \"[a-z]*\"/$k = \"off\"/" "$c"
     done
   fi

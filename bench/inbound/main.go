@@ -35,6 +35,8 @@ var zones = map[string][]string{
 	"mx.sender.bench. A":          {"127.0.0.8"},
 	"sender.bench. MX":            {"mx.sender.bench."},
 	"sender.bench. TXT":           {"v=spf1 ip4:127.0.0.8 -all"},
+	// DMARC passes through aligned SPF: the DATA stage runs in full.
+	"_dmarc.sender.bench. TXT": {"v=DMARC1; p=reject"},
 }
 
 func main() {
@@ -155,7 +157,7 @@ func send(server, src, from, to, body string) error {
 	steps := []struct{ cmd, want string }{
 		{"", "220"}, {"EHLO mx.sender.bench\r\n", "250"}, {"MAIL FROM:<" + from + ">\r\n", "250"},
 		{"RCPT TO:<" + to + ">\r\n", "250"}, {"DATA\r\n", "354"},
-		{"Subject: bench\r\n\r\n" + body + ".\r\n", "250"}, {"QUIT\r\n", "221"},
+		{"From: <" + from + ">\r\nSubject: bench\r\n\r\n" + body + ".\r\n", "250"}, {"QUIT\r\n", "221"},
 	}
 	for _, st := range steps {
 		if st.cmd != "" {
