@@ -305,6 +305,12 @@ type bound struct {
 // Run serves until ctx ends or SIGTERM/SIGINT (graceful drain), and
 // reloads on SIGHUP.
 func (s *Server) Run(ctx context.Context) error {
+	// Signals are caught before any listener serves: a SIGTERM that
+	// arrives right after the first greeting is a clean stop, not the
+	// default action (the process killed mid-session).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	cfg := s.cfg
 	var tlsCfg = s.tlsConfig()
 	deps := smtpd.Deps{
@@ -393,9 +399,6 @@ func (s *Server) Run(ctx context.Context) error {
 		"relay_domains", strings.Join(cfg.RelayDomains, ","), "trusted_networks", strings.Join(cfg.TrustedNetworks, ","),
 		"data_dir", cfg.DataDir)
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case <-ctx.Done():
