@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -115,13 +116,27 @@ func (st *Stream) startVerifier(fields [][]byte) {
 	st.pw, st.done = pw, make(chan verified, 1)
 	opts := &dkim.VerifyOptions{LookupTXT: st.c.lookupTXT(st.ctx), MaxVerifications: MaxSignatures}
 	go func() {
-		v, err := dkim.VerifyWithOptions(pr, opts)
-		// A verifier that stopped early (a broken signature) must not
-		// block the session's writes.
-		pr.CloseWithError(errVerified)
-		st.done <- verified{v, err}
+		var r verified
+		defer func() {
+			// A panic in the verifier (hostile input in a library's
+			// parser) stays with this message: its signatures count as
+			// not verified, and the server keeps serving.
+			if p := recover(); p != nil {
+				r = verified{err: fmt.Errorf("dkim verifier failed: %v", p)}
+			}
+			// A verifier that stopped early (a broken signature) must
+			// not block the session's writes.
+			pr.CloseWithError(errVerified)
+			st.done <- r
+		}()
+		v, err := verifyDKIM(pr, opts)
+		r = verified{v, err}
 	}()
 }
+
+// verifyDKIM is go-msgauth's verifier; a variable so a test can make it
+// panic.
+var verifyDKIM = dkim.VerifyWithOptions
 
 // tee feeds the verifier, until it stops reading.
 func (st *Stream) tee(p []byte) {

@@ -246,3 +246,21 @@ func TestStreamSignatureBound(t *testing.T) {
 		t.Fatal("the stream blocked on a broken signature")
 	}
 }
+
+// TestStreamVerifierPanicStaysWithTheMessage: a panic inside the DKIM
+// verifier does not take the server down; the message's signatures are
+// not verified (dkim is not pass) and the stream still finishes.
+func TestStreamVerifierPanicStaysWithTheMessage(t *testing.T) {
+	f := newFixture(t)
+	signed := f.sign(t, body)
+	orig := verifyDKIM
+	verifyDKIM = func(io.Reader, *dkim.VerifyOptions) ([]*dkim.Verification, error) { panic("hostile input") }
+	defer func() { verifyDKIM = orig }()
+	r, got := run(f.checker(nil), goodSession, signed)
+	if got != signed {
+		t.Errorf("the message changed on its way")
+	}
+	if strings.Contains(string(r.Prepend), "dkim=pass") {
+		t.Errorf("a panicked verification counted as pass:\n%s", r.Prepend)
+	}
+}
