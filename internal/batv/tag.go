@@ -24,6 +24,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+
+	"kanmon/internal/address"
 )
 
 // Lifetime is how long a tag stays valid after the message was sent
@@ -83,9 +85,9 @@ func tagHead(num, day int) string {
 func sign(secret []byte, head, local, domain string) [3]byte {
 	m := hmac.New(sha1.New, secret)
 	m.Write([]byte(head))
-	m.Write([]byte(lowerASCII(local)))
+	m.Write([]byte(address.LowerASCII(local)))
 	m.Write([]byte{'@'})
-	m.Write([]byte(lowerASCII(domain)))
+	m.Write([]byte(address.LowerASCII(domain)))
 	var out [3]byte
 	copy(out[:], m.Sum(nil))
 	return out
@@ -141,19 +143,4 @@ func Check(t Tag, secret []byte, domain string, now time.Time) Status {
 		return Expired
 	}
 	return Valid
-}
-
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }
